@@ -1,0 +1,41 @@
+"""secretinit: fetch secrets into private files, then run and supervise the application.
+
+This module is what a provider author imports: the :class:`Provider` base
+class, :class:`SecretRef`, the error family and :func:`select_key`. It pulls in
+no third-party package, so importing it costs a provider nothing.
+"""
+
+from secretinit._errors import (
+    AccessDenied,
+    BadReference,
+    ConfigError,
+    FetchError,
+    NotFound,
+    SecretInitError,
+    Unreachable,
+    UsageError,
+    WriteFailed,
+)
+from secretinit._provider import FetchResult, Provider, encode_value, select_key
+from secretinit._reference import SecretRef, parse_reference
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AccessDenied",
+    "BadReference",
+    "ConfigError",
+    "FetchError",
+    "FetchResult",
+    "NotFound",
+    "Provider",
+    "SecretInitError",
+    "SecretRef",
+    "Unreachable",
+    "UsageError",
+    "WriteFailed",
+    "__version__",
+    "encode_value",
+    "parse_reference",
+    "select_key",
+]

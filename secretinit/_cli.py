@@ -1,0 +1,366 @@
+"""The ``secretinit`` command line: run, fetch, check, providers.
+
+Every option has an environment-variable twin (``SECRETINIT_DIR`` for
+``--dir``, ...), so an image is configured without rewriting its ENTRYPOINT.
+Everything after ``--`` (or after the first argument that is not an option)
+is the command, passed through untouched.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from secretinit import __version__
+from secretinit._declaration import parse_duration
+from secretinit._errors import (
+    EXIT_SOFTWARE,
+    EXIT_USAGE,
+    SecretInitError,
+    SecretsUnavailable,
+    UsageError,
+)
+from secretinit._log import LOG_FORMATS, REDACTOR, configure_logging, log
+from secretinit._registry import KNOWN_DISTRIBUTIONS, ProviderRegistry
+from secretinit._resolve import resolve
+from secretinit._startup import (
+    DEFAULT_GRACE,
+    Start,
+    StartOptions,
+    child_environment,
+    describe_source,
+    files_to_write,
+    prepare,
+    resolve_all,
+    settings_value,
+    summarize,
+    write_all,
+)
+from secretinit._supervisor import (
+    LEVELS,
+    WAITED_SIGNALS,
+    SupervisorOptions,
+    command_failed,
+    drop_privileges,
+    supervisor_argv,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Interrupted(BaseException):
+    """A stop signal arrived before the command started (BaseException: click lets it through)."""
+
+    def __init__(self, number: int) -> None:
+        super().__init__(signal.Signals(number).name)
+        self.number = number
+
+
+def _interrupt(number: int, _frame: object) -> None:
+    raise Interrupted(number)
+
+
+class Duration(click.ParamType):  # type: ignore[type-arg]  # generic only in newer click stubs
+    """Seconds, as ``30``, ``30s``, ``500ms`` or ``2m``."""
+
+    name = "duration"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, float):
+            return value
+        try:
+            return parse_duration(value, param.name if param and param.name else "duration")
+        except ValueError as err:
+            self.fail(str(err), param, ctx)
+
+
+def start_options(command: F) -> F:
+    """The options every command that resolves secrets takes."""
+    decorators = [
+        click.option(
+            "--config",
+            "config",
+            metavar="PATH",
+            envvar="SECRETINIT_CONFIG",
+            help="TOML file declaring secrets, defaults and provider options.",
+        ),
+        click.option(
+            "--env-file",
+            metavar="PATH",
+            envvar="SECRETINIT_ENV_FILE",
+            help="Resolve every declared secret by its name from this .env file "
+            "instead of its provider (local development).",
+        ),
+        click.option(
+            "--dir",
+            "directory",
+            metavar="PATH",
+            envvar="SECRETINIT_DIR",
+            help="Directory for the secret files (default: /run/secretinit when "
+            "in memory, else a private directory under /dev/shm).",
+        ),
+        click.option(
+            "--timeout",
+            type=Duration(),
+            envvar="SECRETINIT_TIMEOUT",
+            help="Give up on transient failures after this long (default 30s).",
+        ),
+        click.option(
+            "--log-format",
+            type=click.Choice(LOG_FORMATS),
+            default="text",
+            envvar="SECRETINIT_LOG_FORMAT",
+            show_default=True,
+            help="Log line format.",
+        ),
+        click.option(
+            "--log-level",
+            type=click.Choice(list(LEVELS)),
+            default="info",
+            envvar="SECRETINIT_LOG_LEVEL",
+            show_default=True,
+            help="Least severe level logged.",
+        ),
+    ]
+    for decorator in reversed(decorators):
+        command = decorator(command)
+    return command
+
+
+def user_option(command: F) -> F:
+    return click.option(
+        "--user",
+        metavar="USER[:GROUP]",
+        envvar="SECRETINIT_USER",
+        help="Write the files for this user (name or id) and run the command as it.",
+    )(command)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", "-V", prog_name="secretinit")
+def cli() -> None:
+    """Fetch secrets into private files, then run the application."""
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@start_options
+@user_option
+@click.option(
+    "--grace",
+    type=Duration(),
+    envvar="SECRETINIT_GRACE",
+    help="After forwarding SIGTERM or SIGINT, SIGKILL the command's process "
+    "group this long later (default 10s).",
+)
+@click.option(
+    "--exec",
+    "exec_",
+    is_flag=True,
+    default=False,
+    envvar="SECRETINIT_EXEC",
+    help="Replace secretinit with the command instead of supervising it.",
+)
+@click.option(
+    "--cleanup/--no-cleanup",
+    default=None,
+    envvar="SECRETINIT_CLEANUP",
+    help="Remove the secret files when the command exits.",
+)
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def run(
+    command: tuple[str, ...],
+    grace: float | None,
+    exec_: bool,
+    cleanup: bool | None,
+    user: str | None,
+    **options: Any,
+) -> None:
+    """Fetch and write the secrets, then run COMMAND supervised.
+
+    \b
+    secretinit run -- app --flag
+    """
+    with _Reporting(options):
+        start = _prepare(options, user)
+        settings = start.declaration.settings
+        cleanup = bool(settings_value(cleanup, settings.cleanup, False))
+        if exec_ and cleanup:
+            raise UsageError("--cleanup needs the supervisor, so it cannot be used with --exec")
+        resolution = resolve_all(start)
+        directory = write_all(start, resolution, options["directory"])
+        if start.declaration.secrets:
+            summarize(start, resolution, directory)
+        else:
+            log("info", "no secrets declared: supervising the command only", event="no_secrets")
+        start.close()
+        env = child_environment(os.environ, start, resolution, directory)
+        if exec_:
+            _exec_command(list(command), env, start)
+        supervisor = SupervisorOptions(list(command))
+        supervisor.grace = settings_value(grace, settings.grace, DEFAULT_GRACE)
+        supervisor.log_format = options["log_format"]
+        supervisor.log_level = options["log_level"]
+        if not start.identity.is_current:
+            identity = start.identity
+            supervisor.user = (identity.uid, identity.gid, identity.groups)
+        if directory is not None and (cleanup or directory.temporary):
+            supervisor.cleanup_dir = directory.path
+            supervisor.cleanup_files = [
+                f.name for f in files_to_write(start.declaration, resolution)
+            ]
+            supervisor.remove_dir = directory.created
+        _exec_supervisor(supervisor, env)
+
+
+@cli.command()
+@start_options
+@user_option
+def fetch(user: str | None, **options: Any) -> None:
+    """Fetch and write the secrets, then exit (init container, Swarm init step)."""
+    with _Reporting(options):
+        start = _prepare(options, user)
+        resolution = resolve_all(start)
+        directory = write_all(start, resolution, options["directory"])
+        summarize(start, resolution, directory)
+        start.close()
+
+
+@cli.command()
+@start_options
+def check(**options: Any) -> None:
+    """Resolve every secret and say where it comes from; write nothing, print no value.
+
+    Exits 0 when every required secret resolves, 69 otherwise.
+    """
+    with _Reporting(options):
+        start = _prepare(options, None)
+        resolution = resolve(start.declaration.secrets, start.providers, start.timeout)
+        start.close()
+        specs = start.declaration.secrets
+        width = max((len(s.name) for s in specs), default=0)
+        for spec in specs:
+            if spec.name in resolution.values:
+                size = len(resolution.values[spec.name])
+                status = f"ok ({size} byte{'s' if size != 1 else ''})"
+            elif spec.name in resolution.skipped:
+                status = f"skipped (optional): {resolution.skipped[spec.name]}"
+            else:
+                status = "FAILED: " + resolution.failures[spec.name].partition("): ")[2]
+            target = f"file {spec.file}" if spec.file else f"export {spec.export}"
+            click.echo(f"{spec.name:<{width}}  {describe_source(spec)}  -> {target}  {status}")
+        if not specs:
+            click.echo("no secrets declared")
+        if resolution.failures:
+            raise SecretsUnavailable(resolution.failures.values())
+
+
+@cli.command("providers")
+def list_providers() -> None:
+    """List the installed providers, their schemes and versions."""
+    registry = ProviderRegistry()
+    installed = registry.installed()
+    for found in installed:
+        click.echo(f"{found.scheme:<14} {found.distribution} {found.version}  ({found.target})")
+    present = {found.scheme for found in installed}
+    for scheme, distribution in sorted(KNOWN_DISTRIBUTIONS.items()):
+        if scheme not in present:
+            click.echo(f"{scheme:<14} not installed (pip install {distribution})")
+
+
+def _prepare(options: dict[str, Any], user: str | None) -> Start:
+    return prepare(
+        StartOptions(
+            config=options["config"],
+            env_file=options["env_file"],
+            dir=options["directory"],
+            user=user,
+            timeout=options["timeout"],
+        ),
+        os.environ,
+        ProviderRegistry(),
+    )
+
+
+class _Reporting:
+    """Log a secretinit error as one record and exit with its status."""
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        configure_logging(options["log_format"], options["log_level"])
+        self.previous = {n: signal.signal(n, _interrupt) for n in (signal.SIGTERM, signal.SIGINT)}
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, _tb: object
+    ) -> None:
+        if error is None:
+            return
+        if isinstance(error, SecretsUnavailable):
+            log("error", str(error), event="secrets_unavailable", failures=error.failures)
+            sys.exit(error.exit_status)
+        if isinstance(error, SecretInitError):
+            event = re.sub(r"(?<!^)(?=[A-Z])", "_", type(error).__name__).lower()
+            log("error", str(error), event=event)
+            sys.exit(error.exit_status)
+        if isinstance(error, Interrupted):
+            log("warning", f"stopped by {error} before the command started", event="interrupted")
+            sys.exit(128 + error.number)
+        if isinstance(error, Exception):
+            import traceback
+
+            log(
+                "error",
+                f"internal error: {type(error).__name__} (--log-level debug shows where)",
+                event="internal_error",
+            )
+            log(
+                "debug",
+                REDACTOR.redact("".join(traceback.format_exception(error))),
+                event="traceback",
+            )
+            sys.exit(EXIT_SOFTWARE)
+
+
+def _exec_supervisor(options: SupervisorOptions, env: dict[str, str]) -> NoReturn:
+    # Block before exec: a stop signal that lands while the supervisor starts
+    # waits pending for it instead of killing (or, as PID 1, missing) it.
+    original = signal.pthread_sigmask(signal.SIG_BLOCK, WAITED_SIGNALS)
+    options.child_sigmask = tuple(sorted(int(s) for s in original))
+    argv = supervisor_argv(options)
+    sys.stderr.flush()
+    sys.stdout.flush()
+    os.execve(argv[0], argv, env)
+
+
+def _exec_command(command: list[str], env: dict[str, str], start: Start) -> NoReturn:
+    for number in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, signal.SIG_DFL)
+    identity = start.identity
+    if not identity.is_current:
+        drop_privileges(identity.uid, identity.gid, identity.groups)
+    sys.stderr.flush()
+    sys.stdout.flush()
+    try:
+        os.execvpe(command[0], command, env)
+    except OSError as err:
+        failure = command_failed(command[0], err.errno or 0)
+        log("error", str(failure), event="command_failed", status=failure.status)
+        sys.exit(failure.status)
+
+
+def main() -> NoReturn:
+    """The console script."""
+    try:
+        cli.main(prog_name="secretinit")
+    except Interrupted as interrupted:
+        sys.exit(128 + interrupted.number)
+    sys.exit(EXIT_USAGE)  # click returns only on an error it already reported

@@ -1,0 +1,214 @@
+"""The secret directory and the files in it: private from the first byte.
+
+Every file is written through a fresh temporary name in the same directory,
+opened with ``O_CREAT|O_EXCL|O_NOFOLLOW`` and its final mode, so no reader
+ever sees a half-written or over-readable secret, and a symlink planted at a
+temporary or final name cannot redirect a write. Files are staged first and
+renamed into place only when every one of them was written: a failed run
+changes nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from secretinit._errors import WriteFailed
+from secretinit._log import log
+from secretinit._mounts import MEMORY_FILESYSTEMS, filesystem_type
+
+DEFAULT_DIR = "/run/secretinit"
+SHARED_MEMORY = "/dev/shm"
+TEMPORARY_PREFIX = ".secretinit-"
+
+
+@dataclass(frozen=True)
+class FileOwner:
+    """Who owns the secret files: the application's uid, and the files' gid."""
+
+    uid: int
+    gid: int
+    shared_group: bool = False  # a configured group: the directory becomes 0750
+
+    @property
+    def directory_mode(self) -> int:
+        return 0o750 if self.shared_group else 0o700
+
+
+@dataclass(frozen=True)
+class SecretFile:
+    """One file to write: for which secret, under which name, what, which mode."""
+
+    secret: str
+    name: str
+    data: bytes
+    mode: int
+
+    def __repr__(self) -> str:
+        return f"SecretFile(secret={self.secret!r}, name={self.name!r}, mode={self.mode:04o})"
+
+
+@dataclass
+class SecretDirectory:
+    """An open, private secret directory. ``created``: made by this run."""
+
+    path: str
+    fd: int
+    created: bool
+    filesystem: str | None
+    temporary: bool = False  # a fresh random name nobody else knows: removed after the run
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def open_secret_directory(requested: str | None, owner: FileOwner) -> SecretDirectory:
+    """Prepare ``requested`` (or the default) as a private directory of ``owner``."""
+    directory = _prepare(requested, owner) if requested is not None else _default_directory(owner)
+    if directory.filesystem not in MEMORY_FILESYSTEMS:
+        log(
+            "warning",
+            f"secret directory {directory.path} is on {directory.filesystem or 'an unknown'} "
+            "filesystem, not in memory: secrets will reach the disk; mount a tmpfs there",
+            event="directory_on_disk",
+            dir=directory.path,
+            filesystem=directory.filesystem,
+        )
+    return directory
+
+
+def _default_directory(owner: FileOwner) -> SecretDirectory:
+    # /run/secretinit when it is in memory (a tmpfs mounted on it or on /run),
+    # else a fresh private directory under /dev/shm (as in a Docker container,
+    # whose /run is on the image's disk), else the disk with a warning.
+    if filesystem_type(DEFAULT_DIR) in MEMORY_FILESYSTEMS:
+        try:
+            return _prepare(DEFAULT_DIR, owner)
+        except WriteFailed as err:
+            log("debug", f"not using {DEFAULT_DIR}: {err}", event="directory_skipped")
+    for parent in (SHARED_MEMORY, tempfile.gettempdir()):
+        if os.path.isdir(parent) and (
+            filesystem_type(parent) in MEMORY_FILESYSTEMS or parent != SHARED_MEMORY
+        ):
+            try:
+                path = tempfile.mkdtemp(prefix="secretinit-", dir=parent)
+            except OSError as err:
+                log("debug", f"not using {parent}: {err.strerror}", event="directory_skipped")
+                continue
+            directory = _prepare(path, owner, created=True)
+            directory.temporary = True
+            return directory
+    raise WriteFailed("no directory for secrets could be created; give one with --dir")
+
+
+def _prepare(path: str, owner: FileOwner, created: bool = False) -> SecretDirectory:
+    path = os.path.abspath(path)
+    parent = os.path.dirname(path)
+    try:
+        os.makedirs(parent, mode=0o755, exist_ok=True)
+        os.mkdir(path, 0o700)
+        created = True
+    except FileExistsError:
+        pass
+    except OSError as err:
+        raise WriteFailed(f"cannot create secret directory {path}: {err.strerror}") from None
+    try:
+        # O_NOFOLLOW: a symlink planted at the directory's name is refused,
+        # not followed somewhere the attacker chose.
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as err:
+        reason = "it is a symlink" if os.path.islink(path) else err.strerror
+        raise WriteFailed(f"cannot use secret directory {path}: {reason}") from None
+    try:
+        _make_private(fd, path, owner)
+    except BaseException:
+        os.close(fd)
+        raise
+    return SecretDirectory(path, fd, created, filesystem_type(path))
+
+
+def _make_private(fd: int, path: str, owner: FileOwner) -> None:
+    info = os.fstat(fd)
+    if (info.st_uid, info.st_gid) != (owner.uid, owner.gid):
+        if os.geteuid() != 0 and info.st_uid != os.geteuid():
+            raise WriteFailed(
+                f"secret directory {path} belongs to uid {info.st_uid}; secretinit runs as "
+                f"uid {os.geteuid()} and cannot make it private (mount it with uid={owner.uid})"
+            )
+        try:
+            os.fchown(fd, owner.uid if os.geteuid() == 0 else -1, owner.gid)
+        except OSError as err:
+            raise WriteFailed(
+                f"cannot give {path} to {owner.uid}:{owner.gid}: {err.strerror}"
+            ) from None
+    if stat.S_IMODE(info.st_mode) != owner.directory_mode:
+        try:
+            os.fchmod(fd, owner.directory_mode)
+        except OSError as err:
+            raise WriteFailed(f"cannot make {path} private: {err.strerror}") from None
+
+
+def write_secret_files(
+    directory: SecretDirectory, files: Sequence[SecretFile], owner: FileOwner
+) -> None:
+    """Write every file atomically, or none: stage all, then rename all."""
+    staged: list[tuple[str, SecretFile]] = []
+    try:
+        for secret_file in files:
+            staged.append((_stage(directory, secret_file, owner), secret_file))
+        while staged:
+            temporary, secret_file = staged[0]
+            try:
+                os.rename(
+                    temporary, secret_file.name, src_dir_fd=directory.fd, dst_dir_fd=directory.fd
+                )
+            except OSError as err:
+                raise _write_error(directory, secret_file, err) from None
+            staged.pop(0)
+        os.fsync(directory.fd)
+    finally:
+        for temporary, _ in staged:
+            _unlink_quietly(directory.fd, temporary)
+
+
+def _stage(directory: SecretDirectory, secret_file: SecretFile, owner: FileOwner) -> str:
+    temporary = f"{TEMPORARY_PREFIX}{os.urandom(8).hex()}.tmp"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(temporary, flags, secret_file.mode, dir_fd=directory.fd)
+    except OSError as err:
+        raise _write_error(directory, secret_file, err) from None
+    try:
+        # The umask can only have narrowed the mode; set it exactly, still
+        # before a single byte is written.
+        os.fchmod(fd, secret_file.mode)
+        if os.geteuid() == 0:
+            os.fchown(fd, owner.uid, owner.gid)
+        view = memoryview(secret_file.data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    except OSError as err:
+        os.close(fd)
+        _unlink_quietly(directory.fd, temporary)
+        raise _write_error(directory, secret_file, err) from None
+    os.close(fd)
+    return temporary
+
+
+def _write_error(directory: SecretDirectory, secret_file: SecretFile, err: OSError) -> WriteFailed:
+    target = os.path.join(directory.path, secret_file.name)
+    reason = err.strerror or type(err).__name__
+    if isinstance(err, IsADirectoryError) or err.errno == 39:  # ENOTEMPTY
+        reason = "a directory is in the way"
+    return WriteFailed(f"secret {secret_file.secret}: cannot write {target}: {reason}")
+
+
+def _unlink_quietly(dir_fd: int, name: str) -> None:
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+    except OSError:
+        pass
