@@ -194,13 +194,13 @@ def run(
         cleanup = bool(settings_value(cleanup, settings.cleanup, False))
         if exec_ and cleanup:
             raise UsageError("--cleanup needs the supervisor, so it cannot be used with --exec")
-        resolution = resolve_all(start)
-        directory = write_all(start, resolution, options["directory"])
+        with start:
+            resolution = resolve_all(start)
+            directory = write_all(start, resolution, options["directory"])
         if start.declaration.secrets:
             summarize(start, resolution, directory)
         else:
             log("info", "no secrets declared: supervising the command only", event="no_secrets")
-        start.close()
         env = child_environment(os.environ, start, resolution, directory)
         if exec_:
             _exec_command(list(command), env, start)
@@ -227,10 +227,10 @@ def fetch(user: str | None, **options: Any) -> None:
     """Fetch and write the secrets, then exit (init container, Swarm init step)."""
     with _Reporting(options):
         start = _prepare(options, user)
-        resolution = resolve_all(start)
-        directory = write_all(start, resolution, options["directory"])
+        with start:
+            resolution = resolve_all(start)
+            directory = write_all(start, resolution, options["directory"])
         summarize(start, resolution, directory)
-        start.close()
 
 
 @cli.command()
@@ -242,8 +242,8 @@ def check(**options: Any) -> None:
     """
     with _Reporting(options):
         start = _prepare(options, None)
-        resolution = resolve(start.declaration.secrets, start.providers, start.timeout)
-        start.close()
+        with start:
+            resolution = resolve(start.declaration.secrets, start.providers, start.timeout)
         specs = start.declaration.secrets
         width = max((len(s.name) for s in specs), default=0)
         for spec in specs:

@@ -65,7 +65,14 @@ class Start:
         group = self.declaration.settings.group
         return FileOwner(self.identity.uid, self.identity.with_group(group), group is not None)
 
+    def __enter__(self) -> Start:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
+        """Close every provider (a Vault login token is revoked here), on success or not."""
         for provider in self.providers.values():
             try:
                 provider.close()

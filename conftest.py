@@ -1,0 +1,98 @@
+"""Fixtures shared by the core's tests and every provider's tests.
+
+Kept at the root so that ``tests/`` and ``providers/*/tests/`` both see them.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent
+PROCESS_TIMEOUT = 60
+REQUIRE_ROOT_VARIABLE = "SECRETINIT_TESTS_REQUIRE_ROOT"
+
+
+def free_port(pair: bool = False) -> int:
+    """A free TCP port on 127.0.0.1; with ``pair``, one whose successor is free too
+    (OpenBao's dev server also binds P+1)."""
+    for _ in range(200):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port: int = probe.getsockname()[1]
+        if not pair:
+            return port
+        if port < 65535:
+            with socket.socket() as second:
+                try:
+                    second.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+            return port
+    raise RuntimeError("no free port pair found")
+
+
+def secretinit_executable() -> str:
+    """The ``secretinit`` console script of the environment running the tests."""
+    candidate = Path(sys.executable).with_name("secretinit")
+    if not candidate.exists():
+        raise RuntimeError(f"{candidate} is missing: install the project (uv sync) first")
+    return str(candidate)
+
+
+def run_secretinit(
+    args: Iterable[str],
+    env: Mapping[str, str] | None = None,
+    *,
+    cwd: str | os.PathLike[str] | None = None,
+    timeout: float = PROCESS_TIMEOUT,
+    **kwargs: object,
+) -> subprocess.CompletedProcess[str]:
+    """Run the real ``secretinit`` as a subprocess and capture its output."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    return subprocess.run(  # type: ignore[call-overload, no-any-return]
+        [secretinit_executable(), *args],
+        env=full_env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        **kwargs,
+    )
+
+
+def assert_no_leak(values: Iterable[str | bytes], *outputs: str | bytes) -> None:
+    """Fail if any planted secret value appears in any captured output."""
+    for value in values:
+        needle = value.encode() if isinstance(value, str) else value
+        for output in outputs:
+            haystack = output.encode() if isinstance(output, str) else output
+            assert needle not in haystack, "a planted secret value appeared in the output"
+
+
+@pytest.fixture
+def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """HOME in a temporary directory: SDKs read ~/.vault-token, ~/.aws, ~/.azure."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    return home
+
+
+@pytest.fixture
+def require_root() -> None:
+    """Skip without root, or fail when the run demands root (CI sets the variable)."""
+    if os.geteuid() == 0:
+        return
+    message = "needs root (unshare, chown, --user)"
+    if os.environ.get(REQUIRE_ROOT_VARIABLE) == "1":
+        pytest.fail(f"{message}, and {REQUIRE_ROOT_VARIABLE}=1 requires it")
+    pytest.skip(message)
