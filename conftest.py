@@ -90,6 +90,16 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def require_root() -> None:
     """Skip without root, or fail when the run demands root (CI sets the variable)."""
+    _require_root()
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Tests marked ``root`` (also usable on a parameter) need root like ``require_root``."""
+    if item.get_closest_marker("root") is not None:
+        _require_root()
+
+
+def _require_root() -> None:
     if os.geteuid() == 0:
         return
     message = "needs root (unshare, chown, --user)"

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 
 MEMORY_FILESYSTEMS = frozenset({"tmpfs", "ramfs"})
+MOUNTINFO = "/proc/self/mountinfo"
 _ESCAPE = re.compile(r"\\([0-7]{3})")
 
 
-def filesystem_type(path: str, mountinfo: str = "/proc/self/mountinfo") -> str | None:
+def filesystem_type(path: str) -> str | None:
     """The type (``tmpfs``, ``ext4``, ...) of the mount holding ``path``, if known.
 
     ``path`` need not exist: its nearest existing ancestor decides, which is
@@ -19,12 +21,16 @@ def filesystem_type(path: str, mountinfo: str = "/proc/self/mountinfo") -> str |
     while not os.path.exists(target) and target != "/":
         target = os.path.dirname(target)
     try:
-        with open(mountinfo, encoding="utf-8", errors="replace") as table:
-            lines = table.read().splitlines()
+        with open(MOUNTINFO, encoding="utf-8", errors="replace") as table:
+            return mount_type(target, table.read().splitlines())
     except OSError:
         return None
+
+
+def mount_type(target: str, mountinfo: Iterable[str]) -> str | None:
+    """The filesystem type of the deepest mount in ``mountinfo`` holding ``target``."""
     best: tuple[int, str] | None = None
-    for line in lines:
+    for line in mountinfo:
         before, separator, after = line.partition(" - ")
         fields = before.split()
         if not separator or len(fields) < 5 or not after:
@@ -35,8 +41,3 @@ def filesystem_type(path: str, mountinfo: str = "/proc/self/mountinfo") -> str |
         if inside and (best is None or len(mount_point) >= best[0]):
             best = (len(mount_point), after.split()[0])
     return best[1] if best else None
-
-
-def is_memory_backed(path: str) -> bool:
-    """Whether ``path`` is (or would be created) on a tmpfs or ramfs."""
-    return filesystem_type(path) in MEMORY_FILESYSTEMS

@@ -100,7 +100,9 @@ def parse_reference(text: str) -> SecretRef:
     query: str | None = None
     while rest:
         marker, rest = rest[0], rest[1:]
-        stop = rest.find("?" if marker == "#" else "#")
+        # Either part ends where the next one starts; a raw '#' or '?' inside
+        # one is refused, since it is ambiguous (%23 and %3F escape them).
+        stop = min((p for p in (rest.find("#"), rest.find("?")) if p != -1), default=-1)
         part, rest = (rest, "") if stop == -1 else (rest[:stop], rest[stop:])
         if marker == "#":
             if key is not None:

@@ -16,6 +16,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from secretinit._declaration import is_valid_file_name
 from secretinit._errors import WriteFailed
 from secretinit._log import log
 from secretinit._mounts import MEMORY_FILESYSTEMS, filesystem_type
@@ -107,12 +108,17 @@ def _default_directory(owner: FileOwner) -> SecretDirectory:
 def _prepare(path: str, owner: FileOwner, created: bool = False) -> SecretDirectory:
     path = os.path.abspath(path)
     parent = os.path.dirname(path)
+    if os.path.lexists(parent) and not os.path.isdir(parent):
+        raise WriteFailed(f"cannot create secret directory {path}: {parent} is not a directory")
     try:
         os.makedirs(parent, mode=0o755, exist_ok=True)
+    except OSError as err:
+        raise WriteFailed(f"cannot create secret directory {path}: {err.strerror}") from None
+    try:
         os.mkdir(path, 0o700)
         created = True
     except FileExistsError:
-        pass
+        pass  # made private below, whoever made it
     except OSError as err:
         raise WriteFailed(f"cannot create secret directory {path}: {err.strerror}") from None
     try:
@@ -155,6 +161,8 @@ def write_secret_files(
     directory: SecretDirectory, files: Sequence[SecretFile], owner: FileOwner
 ) -> None:
     """Write every file atomically, or none: stage all, then rename all."""
+    for secret_file in files:
+        _check_target(directory, secret_file)
     staged: list[tuple[str, SecretFile]] = []
     try:
         for secret_file in files:
@@ -172,6 +180,21 @@ def write_secret_files(
     finally:
         for temporary, _ in staged:
             _unlink_quietly(directory.fd, temporary)
+
+
+def _check_target(directory: SecretDirectory, secret_file: SecretFile) -> None:
+    # The declaration already refused such names; the writer refuses them too
+    # because it is the last line before the filesystem.
+    if not is_valid_file_name(secret_file.name):
+        raise WriteFailed(f"secret {secret_file.secret}: {secret_file.name!r} is not one file name")
+    try:
+        info = os.stat(secret_file.name, dir_fd=directory.fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    except OSError as err:
+        raise _write_error(directory, secret_file, err) from None
+    if stat.S_ISDIR(info.st_mode):
+        raise _write_error(directory, secret_file, IsADirectoryError(21, "Is a directory"))
 
 
 def _stage(directory: SecretDirectory, secret_file: SecretFile, owner: FileOwner) -> str:

@@ -1,0 +1,193 @@
+"""The core's resolution: concurrency, retries, the deadline, templates, optional secrets.
+
+The providers here are real subclasses of :class:`Provider` that behave as a
+store would (fail twice, hang, raise); they stand for the contract, not for
+any SDK.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+
+import pytest
+
+from secretinit import FetchError, NotFound, Provider, SecretRef, Unreachable
+from secretinit._declaration import SecretSpec
+from secretinit._provider import FetchResult
+from secretinit._resolve import fetch_with_retries, resolve
+
+
+class Scripted(Provider):
+    """Answers from a table; fails transiently ``flaky`` times first."""
+
+    def __init__(self, scheme: str, values: dict[str, bytes], flaky: int = 0) -> None:
+        super().__init__(scheme, {}, {})
+        self.values = values
+        self.flaky = flaky
+        self.calls: list[list[str]] = []
+
+    def fetch(self, refs: Sequence[SecretRef], timeout: float) -> FetchResult:
+        self.calls.append([ref.location for ref in refs])
+        if len(self.calls) <= self.flaky:
+            return {ref: Unreachable("connection refused") for ref in refs}
+        return {
+            ref: self.values[ref.location]
+            if ref.location in self.values
+            else NotFound("no such secret")
+            for ref in refs
+        }
+
+
+class Hanging(Provider):
+    def __init__(self) -> None:
+        super().__init__("hang", {}, {})
+        self.release = threading.Event()
+
+    def fetch(self, refs: Sequence[SecretRef], timeout: float) -> FetchResult:
+        self.release.wait(30)
+        return {}
+
+
+class Raising(Provider):
+    def fetch(self, refs: Sequence[SecretRef], timeout: float) -> FetchResult:
+        raise RuntimeError("socket said: the-raw-secret-value")
+
+
+class Forgetful(Provider):
+    def fetch(self, refs: Sequence[SecretRef], timeout: float) -> FetchResult:
+        return {}
+
+
+class Meeting(Provider):
+    """Returns only once every other Meeting provider is inside fetch too."""
+
+    def __init__(self, scheme: str, barrier: threading.Barrier) -> None:
+        super().__init__(scheme, {}, {})
+        self.barrier = barrier
+
+    def fetch(self, refs: Sequence[SecretRef], timeout: float) -> FetchResult:
+        self.barrier.wait(10)
+        return dict.fromkeys(refs, b"met")
+
+
+def spec(
+    name: str, ref: str | None = None, template: str | None = None, optional: bool = False
+) -> SecretSpec:
+    parsed = None
+    if ref is not None:
+        scheme, _, location = ref.partition("://")
+        parsed = SecretRef(scheme, location)
+    return SecretSpec(
+        name, f"test {name}", ref=parsed, template=template, file=name, optional=optional
+    )
+
+
+def test_transient_failures_are_retried_until_they_pass() -> None:
+    provider = Scripted("s", {"a": b"A"}, flaky=2)
+    result = fetch_with_retries(provider, [SecretRef("s", "a")], time.monotonic() + 20)
+    assert result == {SecretRef("s", "a"): b"A"}
+    assert len(provider.calls) == 3
+
+
+def test_permanent_failures_are_not_retried() -> None:
+    provider = Scripted("s", {})
+    result = fetch_with_retries(provider, [SecretRef("s", "a")], time.monotonic() + 20)
+    assert isinstance(result[SecretRef("s", "a")], NotFound)
+    assert len(provider.calls) == 1
+
+
+def test_only_the_transient_references_are_retried() -> None:
+    class HalfFlaky(Scripted):
+        def fetch(self, refs: Sequence[SecretRef], timeout: float) -> FetchResult:
+            self.calls.append([ref.location for ref in refs])
+            if len(self.calls) == 1:
+                return {SecretRef("s", "a"): b"A", SecretRef("s", "b"): Unreachable("429")}
+            return dict.fromkeys(refs, b"B")
+
+    provider = HalfFlaky("s", {})
+    result = fetch_with_retries(
+        provider, [SecretRef("s", "a"), SecretRef("s", "b")], time.monotonic() + 20
+    )
+    assert result == {SecretRef("s", "a"): b"A", SecretRef("s", "b"): b"B"}
+    assert provider.calls == [["a", "b"], ["b"]]
+
+
+def test_transient_failures_give_up_at_the_deadline() -> None:
+    provider = Scripted("s", {"a": b"A"}, flaky=10**6)
+    result = fetch_with_retries(provider, [SecretRef("s", "a")], time.monotonic() + 0.5)
+    error = result[SecretRef("s", "a")]
+    assert isinstance(error, Unreachable)
+    assert "connection refused (gave up after" in str(error)
+    assert len(provider.calls) > 1
+
+
+def test_a_hung_provider_is_abandoned_at_the_deadline() -> None:
+    hanging = Hanging()
+    try:
+        resolution = resolve([spec("A", "hang://a")], {"hang": hanging}, timeout=0.3)
+    finally:
+        hanging.release.set()
+    assert "no answer within the hang deadline" in resolution.failures["A"]
+
+
+def test_an_unexpected_exception_fails_its_batch_without_leaking() -> None:
+    from secretinit._log import REDACTOR
+
+    REDACTOR.register(b"the-raw-secret-value")
+    resolution = resolve([spec("A", "boom://a")], {"boom": Raising("boom")}, timeout=5)
+    assert "boom provider failed: RuntimeError" in resolution.failures["A"]
+    assert "the-raw-secret-value" not in resolution.failures["A"]
+
+
+def test_a_provider_that_forgets_a_reference_is_reported() -> None:
+    resolution = resolve([spec("A", "f://a")], {"f": Forgetful("f")}, timeout=5)
+    assert "returned no result" in resolution.failures["A"]
+
+
+def test_providers_run_concurrently() -> None:
+    barrier = threading.Barrier(2)
+    providers = {"one": Meeting("one", barrier), "two": Meeting("two", barrier)}
+    resolution = resolve([spec("A", "one://a"), spec("B", "two://b")], providers, timeout=15)
+    assert resolution.values == {"A": b"met", "B": b"met"}, resolution.failures
+
+
+def test_each_reference_is_fetched_once() -> None:
+    provider = Scripted("s", {"a": b"A"})
+    resolution = resolve([spec("A", "s://a"), spec("B", "s://a")], {"s": provider}, timeout=5)
+    assert resolution.values == {"A": b"A", "B": b"A"}
+    assert provider.calls == [["a"]]
+
+
+def test_templates_and_optional_secrets() -> None:
+    provider = Scripted("s", {"user": b"app", "pw": b"p@ss", "bin": b"\xff"})
+    specs = [
+        spec("USER", "s://user"),
+        spec("PW", "s://pw"),
+        spec("BIN", "s://bin"),
+        spec("EXTRA", "s://absent", optional=True),
+        spec("URL", template="postgres://${USER}:${PW}@db/app $$5"),
+        spec("NEEDS_EXTRA", template="x${EXTRA}"),
+        spec("NEEDS_BIN", template="x${BIN}"),
+    ]
+    resolution = resolve(specs, {"s": provider}, timeout=5)
+    assert resolution.values["URL"] == b"postgres://app:p@ss@db/app $5"
+    assert "EXTRA" in resolution.skipped and "EXTRA" not in resolution.failures
+    assert "needs secret EXTRA, which was not resolved" in resolution.failures["NEEDS_EXTRA"]
+    assert "secret BIN is not UTF-8 text" in resolution.failures["NEEDS_BIN"]
+    assert resolution.counts == {"s": 3}
+
+
+def test_failure_lines_name_secret_reference_and_source() -> None:
+    resolution = resolve([spec("A", "s://absent")], {"s": Scripted("s", {})}, timeout=5)
+    assert resolution.failures["A"] == "A (s://absent, test A): not found: no such secret"
+
+
+@pytest.mark.parametrize("flaky", [0, 3])
+def test_retry_count_is_bounded_by_the_deadline(flaky: int) -> None:
+    provider = Scripted("s", {"a": b"A"}, flaky=flaky)
+    result = fetch_with_retries(provider, [SecretRef("s", "a")], time.monotonic() + 30)
+    assert result[SecretRef("s", "a")] == b"A"
+    assert len(provider.calls) == flaky + 1
+    assert not isinstance(result[SecretRef("s", "a")], FetchError)
