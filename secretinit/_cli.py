@@ -90,12 +90,14 @@ def start_options(command: F) -> F:
             "config",
             metavar="PATH",
             envvar="SECRETINIT_CONFIG",
+            show_envvar=True,
             help="TOML file declaring secrets, defaults and provider options.",
         ),
         click.option(
             "--env-file",
             metavar="PATH",
             envvar="SECRETINIT_ENV_FILE",
+            show_envvar=True,
             help="Resolve every declared secret by its name from this .env file "
             "instead of its provider (local development).",
         ),
@@ -104,6 +106,7 @@ def start_options(command: F) -> F:
             "directory",
             metavar="PATH",
             envvar="SECRETINIT_DIR",
+            show_envvar=True,
             help="Directory for the secret files (default: /run/secretinit when "
             "in memory, else a private directory under /dev/shm).",
         ),
@@ -111,6 +114,7 @@ def start_options(command: F) -> F:
             "--timeout",
             type=Duration(),
             envvar="SECRETINIT_TIMEOUT",
+            show_envvar=True,
             help="Give up on transient failures after this long (default 30s).",
         ),
         click.option(
@@ -118,6 +122,7 @@ def start_options(command: F) -> F:
             type=click.Choice(LOG_FORMATS),
             default="text",
             envvar="SECRETINIT_LOG_FORMAT",
+            show_envvar=True,
             show_default=True,
             help="Log line format.",
         ),
@@ -126,6 +131,7 @@ def start_options(command: F) -> F:
             type=click.Choice(list(LEVELS)),
             default="info",
             envvar="SECRETINIT_LOG_LEVEL",
+            show_envvar=True,
             show_default=True,
             help="Least severe level logged.",
         ),
@@ -140,6 +146,7 @@ def user_option(command: F) -> F:
         "--user",
         metavar="USER[:GROUP]",
         envvar="SECRETINIT_USER",
+        show_envvar=True,
         help="Write the files for this user (name or id) and run the command as it.",
     )(command)
 
@@ -157,6 +164,7 @@ def cli() -> None:
     "--grace",
     type=Duration(),
     envvar="SECRETINIT_GRACE",
+    show_envvar=True,
     help="After forwarding SIGTERM or SIGINT, SIGKILL the command's process "
     "group this long later (default 10s).",
 )
@@ -166,12 +174,14 @@ def cli() -> None:
     is_flag=True,
     default=False,
     envvar="SECRETINIT_EXEC",
+    show_envvar=True,
     help="Replace secretinit with the command instead of supervising it.",
 )
 @click.option(
     "--cleanup/--no-cleanup",
     default=None,
     envvar="SECRETINIT_CLEANUP",
+    show_envvar=True,
     help="Remove the secret files when the command exits.",
 )
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
