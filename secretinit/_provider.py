@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import abc
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -121,6 +120,8 @@ def select_key(document: bytes | Mapping[str, Any], key: str, what: str) -> byte
     returned as UTF-8, any other JSON value as compact JSON. Errors name keys,
     never values.
     """
+    import json  # only a #KEY needs it: it costs start-up time
+
     if isinstance(document, bytes | bytearray):
         try:
             data = json.loads(document)
@@ -143,4 +144,6 @@ def encode_value(value: Any) -> bytes:
         return value.encode("utf-8")
     if isinstance(value, bytes):
         return value
+    import json
+
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")

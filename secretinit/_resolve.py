@@ -9,7 +9,6 @@ waits past ``--timeout`` for a hung SDK.
 
 from __future__ import annotations
 
-import random
 import string
 import threading
 import time
@@ -156,6 +155,8 @@ def fetch_with_retries(
         retry = [ref for ref in pending if _is_transient(outcome[ref])]
         if not retry:
             break
+        import random  # only once something failed: it costs start-up time
+
         delay = random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1)))  # noqa: S311 - jitter, not cryptography
         if time.monotonic() + delay >= deadline:
             elapsed = time.monotonic() - started

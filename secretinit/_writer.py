@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import stat
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -82,6 +81,8 @@ def open_secret_directory(requested: str | None, owner: FileOwner) -> SecretDire
 
 
 def _default_directory(owner: FileOwner) -> SecretDirectory:
+    import tempfile  # only on this path: it costs start-up time
+
     # /run/secretinit when it is in memory (a tmpfs mounted on it or on /run),
     # else a fresh private directory under /dev/shm (as in a Docker container,
     # whose /run is on the image's disk), else the disk with a warning.
