@@ -107,7 +107,10 @@ class VaultProvider(Provider):
 
     def fetch(self, refs: Sequence[SecretRef], timeout: float) -> FetchResult:
         deadline = time.monotonic() + timeout
-        client = self._connect(deadline)
+        try:
+            client = self._connect(deadline)
+        except FetchError as err:  # no token: every reference fails alike
+            return dict.fromkeys(refs, err)
         reads: dict[Read, list[SecretRef]] = {}
         for ref in refs:
             reads.setdefault((ref.location, ref.option("version")), []).append(ref)
@@ -206,7 +209,7 @@ class VaultProvider(Provider):
     def _read(
         self, client: Any, location: str, version: str | None, mount: _Mount
     ) -> dict[str, Any]:
-        what = f"secret {location}" + (f" version {version}" if version else "")
+        what = location + (f" version {version}" if version else "")
         path = location[len(mount.path) :]
         if mount.kv_version and not path:
             raise NotFound(f"{location} is a KV mount, not a secret in it")
@@ -283,7 +286,7 @@ def _field(response: Any, name: str, what: str) -> dict[str, Any]:
 
 
 def _value(ref: SecretRef, data: Mapping[str, Any]) -> bytes | FetchError:
-    what = f"secret {ref.location}"
+    what = ref.location
     if ref.key is None:
         return encode_value(dict(data))
     try:

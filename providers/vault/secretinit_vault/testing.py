@@ -111,6 +111,7 @@ class DevServer:
                 "-dev-no-store-token",
             ]
             if self.tls:
+                (self.workdir / "tls").mkdir(exist_ok=True)
                 argv += ["-dev-tls", f"-dev-tls-cert-dir={self.workdir / 'tls'}"]
             if self.config is not None:
                 config_file = self.workdir / "extra.hcl"
@@ -173,8 +174,12 @@ class DevServer:
             headers={"X-Vault-Token": token or self.root_token, **(headers or {})},
         )
         context = ssl.create_default_context(cafile=self.ca_file) if self.tls else None
-        with urllib.request.urlopen(request, timeout=10, context=context) as response:  # noqa: S310
-            text = response.read()
+        try:
+            with urllib.request.urlopen(request, timeout=10, context=context) as response:  # noqa: S310
+                text = response.read()
+        except urllib.error.HTTPError as err:
+            detail = err.read().decode(errors="replace").strip()
+            raise RuntimeError(f"{method} {path}: HTTP {err.code}: {detail}") from None
         return json.loads(text) if text else None
 
     def bao(self, *args: str, env: dict[str, str] | None = None) -> str:

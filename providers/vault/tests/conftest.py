@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import free_port
-
 from secretinit_vault import VaultProvider
 from secretinit_vault.testing import DevServer
+
+from conftest import free_port
 
 READER_POLICY = """
 path "secret/data/*"        { capabilities = ["read"] }
@@ -121,9 +121,7 @@ def reader(bao: Bao) -> str:
 def approle(bao: Bao) -> str:
     """AppRole enabled at auth/approle with role ``app``; returns its role id."""
     bao.api("POST", "sys/auth/approle", {"type": "approle"})
-    bao.api(
-        "POST", "auth/approle/role/app", {"token_policies": ["reader"], "token_ttl": "10m"}
-    )
+    bao.api("POST", "auth/approle/role/app", {"token_policies": ["reader"], "token_ttl": "10m"})
     return str(bao.api("GET", "auth/approle/role/app/role-id")["data"]["role_id"])
 
 

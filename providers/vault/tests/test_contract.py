@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from secretinit_vault import VaultProvider
 
 from secretinit import SecretRef
 from secretinit.testing import ProviderContract
-from secretinit_vault import VaultProvider
 
 
 class VaultStore:
