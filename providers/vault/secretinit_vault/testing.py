@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -195,6 +196,16 @@ class DevServer:
         if result.returncode != 0:
             raise RuntimeError(f"bao {args[0]} failed: {result.stderr.strip()}")
         return result.stdout
+
+    def unseal_key(self) -> str:
+        """The unseal key the dev server prints (shortly after it starts answering)."""
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            match = re.search(r"Unseal Key: (\S+)", self.log_file.read_text(errors="replace"))
+            if match:
+                return match.group(1)
+            time.sleep(0.05)
+        raise RuntimeError(f"the dev server printed no unseal key:\n{self.log_tail()}")
 
     def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL); a dev server keeps nothing worth a wait."""
