@@ -28,10 +28,11 @@ class DeadlineSession(requests.Session):
     deadline = math.inf
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
-        remaining = self.deadline - time.monotonic()
-        if remaining <= 0:
-            raise requests.exceptions.Timeout("the deadline passed")
-        kwargs["timeout"] = remaining
+        if self.deadline < math.inf:
+            remaining = self.deadline - time.monotonic()
+            if remaining <= 0:
+                raise requests.exceptions.Timeout("the deadline passed")
+            kwargs["timeout"] = remaining
         return super().request(method, url, *args, **kwargs)
 
 
@@ -65,7 +66,7 @@ def make_client(settings: VaultSettings) -> tuple[Any, DeadlineSession]:
     return client, session
 
 
-def vault_error(err: Exception, what: str, address: str) -> FetchError:
+def vault_error(err: BaseException, what: str, address: str) -> FetchError:
     """``err`` from hvac or requests as a FetchError about ``what``, without any value."""
     if isinstance(err, FetchError):
         return err
@@ -113,12 +114,12 @@ def vault_reason(err: Any) -> str:
     return " ".join(text.split()) or type(err).__name__
 
 
-def _os_reason(err: Exception) -> str:
+def _os_reason(err: BaseException) -> str:
     # requests nests the cause deep in a long repr; the OS's words are what a reader needs.
     match = re.search(r"\[(?:Errno -?\d+|SSL: [A-Z_]+)\] ([^'\"()]+)", str(err))
     return match.group(1).strip() if match else type(err).__name__
 
 
-def _is_certificate_error(err: Exception) -> bool:
+def _is_certificate_error(err: BaseException) -> bool:
     text = str(err)
     return "CERTIFICATE_VERIFY_FAILED" in text or "doesn't match" in text

@@ -25,6 +25,7 @@ from secretinit import (
 )
 from secretinit_vault._auth import Login
 from secretinit_vault._client import make_client, vault_error
+from secretinit_vault._mounts import Mount, MountTable, field
 from secretinit_vault._settings import CONFIG_OPTIONS, TOKEN_VARIABLES, read_settings
 
 LOGGER = logging.getLogger("secretinit.vault")
@@ -44,12 +45,6 @@ class VaultLease:
     lease_id: str
     duration: int
     renewable: bool
-
-
-@dataclass(frozen=True)
-class _Mount:
-    path: str  # "secret/", as Vault names it
-    kv_version: str | None  # "1", "2", or None for any other engine
 
 
 class VaultProvider(Provider):
@@ -85,7 +80,7 @@ class VaultProvider(Provider):
         self._login = Login(self.settings)
         self._client: Any = None
         self._session: Any = None
-        self._mounts: dict[str, _Mount] = {}
+        self._mounts = MountTable()
 
     def check_reference(self, ref: SecretRef) -> None:
         super().check_reference(ref)
@@ -114,7 +109,11 @@ class VaultProvider(Provider):
         reads: dict[Read, list[SecretRef]] = {}
         for ref in refs:
             reads.setdefault((ref.location, ref.option("version")), []).append(ref)
-        mounts = self._find_mounts(client, {location for location, _ in reads}, deadline)
+        mounts = self._mounts.find(
+            client,
+            {location for location, _ in reads},
+            lambda work, items: self._parallel(work, items, deadline),
+        )
 
         def read(item: Read) -> dict[str, Any]:
             mount = mounts[item[0]]
@@ -166,48 +165,8 @@ class VaultProvider(Provider):
             self._client.token = self._login.token(self._client)
         return self._client
 
-    def _find_mounts(
-        self, client: Any, locations: set[str], deadline: float
-    ) -> dict[str, _Mount | FetchError]:
-        """The mount of each location, asking Vault once per mount where it can.
-
-        Vault's CLI asks ``sys/internal/ui/mounts/PATH`` too. One location per
-        first path segment is asked first; whatever that leaves uncovered (a
-        denied path, nested mounts) is asked in a second round.
-        """
-        found: dict[str, _Mount | FetchError] = {}
-        first_round = {loc.split("/", 1)[0]: loc for loc in sorted(locations)}
-        for probes in (sorted(first_round.values()), sorted(locations)):
-            probes = [loc for loc in probes if loc not in found and not self._mount_of(loc)]
-            for loc, mount in self._parallel(self._probe, probes, deadline).items():
-                found[loc] = self._mount_of(loc) or mount
-        for loc in locations:
-            found.setdefault(loc, self._mount_of(loc) or _Mount(loc, None))
-        return found
-
-    def _mount_of(self, location: str) -> _Mount | None:
-        matches = [m for path, m in self._mounts.items() if (location + "/").startswith(path)]
-        return max(matches, key=lambda m: len(m.path), default=None)
-
-    def _probe(self, location: str) -> _Mount:
-        try:
-            response = self._client.adapter.get(f"/v1/sys/internal/ui/mounts/{quote(location)}")
-        except Exception as err:
-            if "preflight capability check" in str(err):
-                # No mount here, or a token with no access to it: reading the
-                # path as a generic secret gives the precise error.
-                return _Mount(location, None)
-            raise
-        data = _field(response, "data", f"the mount of {location}")
-        options = data.get("options") or {}
-        kv = data.get("type") in ("kv", "generic")
-        mount = _Mount(str(data.get("path", "")), str(options.get("version", "1")) if kv else None)
-        if mount.path:
-            self._mounts[mount.path] = mount
-        return mount
-
     def _read(
-        self, client: Any, location: str, version: str | None, mount: _Mount
+        self, client: Any, location: str, version: str | None, mount: Mount
     ) -> dict[str, Any]:
         what = location + (f" version {version}" if version else "")
         path = location[len(mount.path) :]
@@ -223,10 +182,10 @@ class VaultProvider(Provider):
                     version=version,
                     raise_on_deleted_version=True,
                 )
-                return _field(_field(response, "data", what), "data", what)
+                return field(field(response, "data", what), "data", what)
             if mount.kv_version is not None:
                 response = client.secrets.kv.v1.read_secret(path, mount.path.rstrip("/"))
-                return _field(response, "data", what)
+                return field(response, "data", what)
             response = client.read(quote(location))
         except Exception as err:
             error = vault_error(err, what, self.settings.address)
@@ -250,7 +209,7 @@ class VaultProvider(Provider):
                 lease.renewable,
                 extra={"fields": {"event": "vault_lease", "path": location}},
             )
-        return _field(response, "data", what)
+        return field(response, "data", what)
 
     def _parallel(
         self, work: Callable[[T], Any], items: Sequence[T], deadline: float
@@ -259,6 +218,11 @@ class VaultProvider(Provider):
         results: dict[T, Any] = {}
         if not items:
             return results
+        if len(items) == 1:  # one request: no pool to start
+            try:
+                return {items[0]: work(items[0])}
+            except Exception as err:
+                return {items[0]: self._failure(err, items[0])}
         pool = ThreadPoolExecutor(min(self.settings.concurrency, len(items)), "secretinit-vault")
         futures = {pool.submit(work, item): item for item in items}
         wait(futures, timeout=max(0.0, deadline - time.monotonic()))
@@ -267,22 +231,16 @@ class VaultProvider(Provider):
         for future, item in futures.items():
             if not future.done():
                 results[item] = Unreachable("no answer from Vault before the deadline")
-            elif future.exception() is not None:
-                error = vault_error(future.exception(), str(item), self.settings.address)  # type: ignore[arg-type]
-                results[item] = type(error)(self._login.scrub(str(error)))
+            elif (failure := future.exception()) is not None:
+                results[item] = self._failure(failure, item)
             else:
                 results[item] = future.result()
         return results
 
-
-def _field(response: Any, name: str, what: str) -> dict[str, Any]:
-    """``response[name]``, which must be a JSON object."""
-    if not isinstance(response, dict):
-        raise FetchError(f"{what}: Vault's answer is not a JSON object (is VAULT_ADDR Vault?)")
-    value = response.get(name)
-    if not isinstance(value, dict):
-        raise NotFound(f"{what} holds no data")
-    return value
+    def _failure(self, err: BaseException, item: object) -> FetchError:
+        """``err`` as a FetchError about ``item``, scrubbed of any credential."""
+        error = vault_error(err, str(item), self.settings.address)
+        return type(error)(self._login.scrub(str(error)))
 
 
 def _value(ref: SecretRef, data: Mapping[str, Any]) -> bytes | FetchError:

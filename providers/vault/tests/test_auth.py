@@ -407,3 +407,9 @@ def test_unknown_auth_and_option(bao: Any, home: Path) -> None:
         bao.provider(bao.environ(home), {"auth": "userpass"})
     with pytest.raises(ConfigError, match="'tokne_file' is not an option"):
         bao.provider(bao.environ(home), {"tokne_file": "/x"})
+
+
+def test_openbao_variables(bao: Any, reader: str, home: Path, planted: SecretRef) -> None:
+    env = {"BAO_ADDR": bao.address, "BAO_TOKEN": reader, "HOME": str(home)}
+    assert read(VaultProvider("vault", {}, env), planted) == b"auth-test-value"
+    assert {"VAULT_TOKEN", "BAO_TOKEN"} <= VaultProvider.credential_variables

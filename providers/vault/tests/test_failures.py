@@ -124,3 +124,17 @@ def test_policy_denies_one_path_of_a_batch(bao: Any, reader: str, home: Path) ->
     assert "permission denied by policy" in str(error)
     assert denied in str(error)
     assert_no_leak(["denied-pw", reader], str(error))
+
+
+def test_rejected_token_costs_one_request(bao: Any, home: Path) -> None:
+    folder = unique("secret/rejected")
+    refs = [SecretRef("vault", f"{folder}/s{i}", "value") for i in range(5)]
+    provider = bao.provider(bao.environ(home, "hvs.not-a-token"))
+    try:
+        result = provider.fetch(refs, 10.0)
+    finally:
+        provider.close()
+    assert all(isinstance(result[ref], AccessDenied) for ref in refs)
+    asked = sum(bao.audited_requests(f"sys/internal/ui/mounts/{ref.location}") for ref in refs)
+    read = sum(bao.audited_requests(f"secret/data/{ref.location[7:]}") for ref in refs)
+    assert (asked, read) == (1, 0)
