@@ -72,7 +72,7 @@ class VaultProvider(Provider):
             # The warning below says it once; urllib3 would repeat it on every request.
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
             LOGGER.warning(
-                "VAULT_SKIP_VERIFY: the certificate of %s is not verified",
+                "vault: VAULT_SKIP_VERIFY is on: the certificate of %s is not verified",
                 self.settings.address,
                 extra={"fields": {"event": "vault_skip_verify"}},
             )

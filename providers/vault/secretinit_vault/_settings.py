@@ -125,11 +125,11 @@ def read_settings(
                 "~/.vault-token, or choose a login method with [providers.vault] auth"
             )
     if auth == "approle" and not (role_id or role_id_file):
-        problems.append("auth = 'approle' needs role_id_file (or role_id)")
+        problems.append("[providers.vault] auth = 'approle' needs role_id_file (or role_id)")
     if auth == "kubernetes" and not role:
-        problems.append("auth = 'kubernetes' needs role")
+        problems.append("[providers.vault] auth = 'kubernetes' needs role")
     if auth == "jwt" and not jwt_file:
-        problems.append("auth = 'jwt' needs jwt_file")
+        problems.append("[providers.vault] auth = 'jwt' needs jwt_file")
     wrapped = options.get("secret_id_wrapped", False)
     if not isinstance(wrapped, bool):
         problems.append("[providers.vault] secret_id_wrapped must be true or false")
