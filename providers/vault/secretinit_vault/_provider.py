@@ -91,7 +91,9 @@ class VaultProvider(Provider):
                 "secret/app/db, with no empty, '.' or '..' part"
             )
         version = ref.option("version")
-        if version is not None and not (version.isdigit() and int(version) > 0):
+        if version is not None and not (
+            version.isascii() and version.isdigit() and int(version) > 0
+        ):
             raise BadReference(f"?version={version} is not a version: a whole number from 1")
         encoding = ref.option("encoding")
         if encoding is not None:

@@ -130,6 +130,7 @@ def test_binary_needs_explicit_base64(bao: Any, reader: str, home: Path) -> None
         ("vault://secret/../sys/x", "'..'"),
         ("vault://secret/app?version=0", "whole number"),
         ("vault://secret/app?version=latest", "whole number"),
+        ("vault://secret/app?version=²", "whole number"),
         ("vault://secret/app#k?encoding=hex", "not known"),
         ("vault://secret/app?encoding=base64", "#KEY"),
         ("vault://secret/app?kv=2", "does not accept option"),
