@@ -46,13 +46,14 @@ def resolve(
 ) -> Resolution:
     """Fetch every referenced secret, then render templates from the results."""
     deadline = time.monotonic() + timeout
-    by_scheme: dict[str, list[SecretRef]] = {}
+    # A dict per scheme de-duplicates in linear time and keeps the declared order.
+    by_scheme: dict[str, dict[SecretRef, None]] = {}
     for spec in specs:
         if spec.ref is not None:
-            refs = by_scheme.setdefault(spec.ref.scheme, [])
-            if spec.ref not in refs:
-                refs.append(spec.ref)
-    results = _fetch_all(by_scheme, providers, deadline)
+            by_scheme.setdefault(spec.ref.scheme, {})[spec.ref] = None
+    results = _fetch_all(
+        {scheme: list(refs) for scheme, refs in by_scheme.items()}, providers, deadline
+    )
 
     resolution = Resolution()
     for spec in specs:

