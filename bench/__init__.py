@@ -9,10 +9,13 @@ the SDKs from source: that would measure the machine, not secretinit.
 
 import compileall
 import site
-import sys
 from pathlib import Path
 
 _ROOT = Path(__file__).resolve().parent.parent
-for _directory in [*site.getsitepackages(), str(_ROOT / "secretinit"), *map(str, _ROOT.glob("providers/*/"))]:
+for _directory in [
+    *site.getsitepackages(),
+    str(_ROOT / "secretinit"),
+    *map(str, _ROOT.glob("providers/*/")),
+]:
     compileall.compile_dir(_directory, quiet=1, workers=0, legacy=False, force=False)
 del _directory

@@ -47,12 +47,15 @@ def startup(runs: int) -> str:
     env = dict(os.environ, DB_PASSWORD="env-file://examples/dev.env#DB_PASSWORD")
     env_file = ["--env-file", "examples/dev.env"]
     contenders = [
-        Contender("secretinit run, 1 secret (env-file)",
-                  time_command([secretinit, "run", *env_file, "--", "true"], env)),
-        Contender("secretinit run, no secret",
-                  time_command([secretinit, "run", "--", "true"])),
-        Contender("secretinit run --exec, 1 secret",
-                  time_command([secretinit, "run", "--exec", *env_file, "--", "true"], env)),
+        Contender(
+            "secretinit run, 1 secret (env-file)",
+            time_command([secretinit, "run", *env_file, "--", "true"], env),
+        ),
+        Contender("secretinit run, no secret", time_command([secretinit, "run", "--", "true"])),
+        Contender(
+            "secretinit run --exec, 1 secret",
+            time_command([secretinit, "run", "--exec", *env_file, "--", "true"], env),
+        ),
         Contender("python -I -c pass", time_command([sys.executable, "-I", "-c", "pass"])),
         Contender("tini -- true", time_command([tool("tini"), "--", "true"])),
         Contender("dumb-init true", time_command([tool("dumb-init"), "true"])),
@@ -84,7 +87,9 @@ def resident(argv: list[str], env: dict[str, str], samples: int) -> tuple[float,
     """Median RSS and PSS (KiB) of the process ``argv`` starts, once it has settled."""
     found = []
     for _ in range(samples):
-        process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         try:
             time.sleep(1.0)  # let secretinit exec into its supervisor and the child start
             found.append(memory_of(process.pid))
@@ -99,11 +104,20 @@ def memory(samples: int) -> str:
     sleep = ["sleep", "60"]
     rows = []
     cases = [
-        ("secretinit lean supervisor", [str(BIN / "secretinit"), "run", "--env-file", "examples/dev.env", "--", *sleep]),
+        (
+            "secretinit lean supervisor",
+            [str(BIN / "secretinit"), "run", "--env-file", "examples/dev.env", "--", *sleep],
+        ),
         ("tini", [tool("tini"), "--", *sleep]),
         ("dumb-init", [tool("dumb-init"), *sleep]),
-        ("python holding the CLI's imports (avoided)",
-         [sys.executable, "-c", "import secretinit._cli, secretinit._env_file, time; time.sleep(60)"]),
+        (
+            "python holding the CLI's imports (avoided)",
+            [
+                sys.executable,
+                "-c",
+                "import secretinit._cli, secretinit._env_file, time; time.sleep(60)",
+            ],
+        ),
     ]
     measured = [(name, *resident(argv, env, samples)) for name, argv in cases]
     tini_rss = measured[1][1]
@@ -113,7 +127,9 @@ def memory(samples: int) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--runs", type=int, default=40, help="timed runs per contender")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 3 runs, 1 memory sample")
     args = parser.parse_args()

@@ -27,7 +27,7 @@ from secretinit._errors import (
     UsageError,
 )
 from secretinit._log import LOG_FORMATS, REDACTOR, configure_logging, log
-from secretinit._registry import KNOWN_DISTRIBUTIONS, ProviderRegistry
+from secretinit._registry import KNOWN, ProviderRegistry
 from secretinit._resolve import resolve
 from secretinit._startup import (
     DEFAULT_GRACE,
@@ -280,7 +280,7 @@ def list_providers() -> None:
     for found in installed:
         click.echo(f"{found.scheme:<14} {found.distribution} {found.version}  ({found.target})")
     present = {found.scheme for found in installed}
-    for scheme, distribution in sorted(KNOWN_DISTRIBUTIONS.items()):
+    for scheme, (distribution, _target) in sorted(KNOWN.items()):
         if scheme not in present:
             click.echo(f"{scheme:<14} not installed (pip install {distribution})")
 

@@ -27,14 +27,22 @@ class Redactor(logging.Filter):
 
     def __init__(self) -> None:
         super().__init__()
-        self.values: list[str] = []
+        self._values: set[str] = set()
+        self._ordered: list[str] | None = []
 
     def register(self, value: bytes) -> None:
-        """Add the text forms of a fetched value to what is blanked out."""
+        """Add the text form of a fetched value to what is blanked out."""
         text = value.decode("utf-8", "ignore").strip()
-        if len(text) >= MIN_REDACTED_LENGTH and text not in self.values:
-            self.values.append(text)
-            self.values.sort(key=len, reverse=True)  # longest first: no partial leftovers
+        if len(text) >= MIN_REDACTED_LENGTH and text not in self._values:
+            self._values.add(text)
+            self._ordered = None  # sorted again at the next use, not at every value
+
+    @property
+    def values(self) -> list[str]:
+        """The registered values, longest first, so no part of one is left behind."""
+        if self._ordered is None:
+            self._ordered = sorted(self._values, key=len, reverse=True)
+        return self._ordered
 
     def redact(self, text: str) -> str:
         """``text`` with every registered value replaced."""
@@ -44,7 +52,7 @@ class Redactor(logging.Filter):
         return text
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self.values:
+        if self._values:
             record.msg = self.redact(record.getMessage())
             record.args = None
             fields = getattr(record, "fields", None)
@@ -82,9 +90,13 @@ def configure_logging(log_format: str, level: str) -> None:
     """Send secretinit's records to stderr in ``log_format`` from ``level`` up."""
     handler = logging.StreamHandler()
     handler.setFormatter(LineFormatter(log_format))
+    # On the handler for the records of child loggers (secretinit.vault, ...),
+    # which a parent logger's filters never see; on the logger for any other
+    # handler attached to it.
+    handler.addFilter(REDACTOR)
     LOGGER.handlers[:] = [handler]
     if REDACTOR not in LOGGER.filters:
-        LOGGER.addFilter(REDACTOR)  # on the logger: every handler sees redacted records
+        LOGGER.addFilter(REDACTOR)
     LOGGER.setLevel(LEVELS[level])
     LOGGER.propagate = False
 

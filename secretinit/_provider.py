@@ -86,6 +86,14 @@ class Provider(abc.ABC):
         reference of the batch with that error.
         """
 
+    def abandon(self) -> None:
+        """The start failed after this provider fetched: release what it fetched.
+
+        Called before :meth:`close` when a run stops without starting the
+        application (another secret failed, a file could not be written), so
+        a provider holding dynamic credentials can revoke them.
+        """
+
     def close(self) -> None:
         """Release connections; called once when the run no longer needs them."""
 
@@ -130,7 +138,7 @@ def select_key(document: bytes | Mapping[str, Any], key: str, what: str) -> byte
         if not isinstance(data, dict):
             raise NotFound(f"{what} is JSON but not an object, so it has no key {key!r}")
     else:
-        data = dict(document)
+        data = document  # not copied: one map may serve a thousand keys
     if key not in data:
         keys = sorted(str(k) for k in data)
         shown = ", ".join(keys[:20]) + (", ..." if len(keys) > 20 else "")

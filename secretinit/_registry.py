@@ -1,10 +1,12 @@
 """Which provider handles which scheme, imported only when a secret names it.
 
 Providers register in the ``secretinit.providers`` entry-point group under
-their scheme. The two built-in schemes resolve without scanning installed
-distributions (that scan costs more than the rest of an env-file start); any
-other scheme triggers one scan. A scheme that nothing installed handles says
-which distribution to install, when one is known.
+their scheme. Scanning that group means reading the metadata of every
+installed distribution (``importlib.metadata`` alone costs more than the rest
+of an env-file start), so, as fsspec does, the schemes of the built-in and
+first-party providers are a table of ``module:Class`` imported directly; only
+a scheme outside that table triggers the one scan. A scheme that nothing
+installed handles says which distribution to install, when one is known.
 """
 
 from __future__ import annotations
@@ -27,14 +29,35 @@ BUILTIN: dict[str, str] = {
     "docker-secret": "secretinit._docker_secret:DockerSecretProvider",
 }
 
-# Schemes of the first-party providers that live in their own distributions,
-# so that a missing one can be named even when it is not installed.
-KNOWN_DISTRIBUTIONS: dict[str, str] = {
-    "vault": "secretinit-vault",
-    "aws-sm": "secretinit-aws",
-    "aws-ssm": "secretinit-aws",
-    "azure-kv": "secretinit-azure",
+# The first-party providers that live in their own distributions: scheme ->
+# (distribution, the target its entry point registers). A test keeps this in
+# step with the distributions' own entry points.
+KNOWN: dict[str, tuple[str, str]] = {
+    "vault": ("secretinit-vault", "secretinit_vault:VaultProvider"),
+    "aws-sm": ("secretinit-aws", "secretinit_aws:SecretsManagerProvider"),
+    "aws-ssm": ("secretinit-aws", "secretinit_aws:ParameterStoreProvider"),
+    "azure-kv": ("secretinit-azure", "secretinit_azure:AzureKeyVaultProvider"),
 }
+
+# Schemes that environment variables commonly hold and that are not secret
+# stores: such a value is passed through without scanning the installed
+# distributions for a provider. A provider cannot claim one of these.
+COMMON_URL_SCHEMES = frozenset(
+    {
+        "http", "https", "ws", "wss", "ftp", "ftps", "sftp", "ssh", "git", "file",
+        "tcp", "udp", "unix", "grpc", "grpcs", "dns",
+        "postgres", "postgresql", "mysql", "mariadb", "sqlite", "mssql", "oracle",
+        "redis", "rediss", "memcached", "mongodb", "mongodb+srv", "cassandra",
+        "amqp", "amqps", "mqtt", "mqtts", "nats", "kafka", "stomp",
+        "ldap", "ldaps", "smtp", "smtps", "imap", "imaps",
+        "s3", "gs", "az", "abfs", "abfss", "hdfs", "jdbc",
+    }
+)  # fmt: skip
+
+
+def _import_target(target: str) -> object:
+    module_name, _, attribute = target.partition(":")
+    return getattr(importlib.import_module(module_name), attribute)
 
 
 @dataclass(frozen=True)
@@ -67,8 +90,10 @@ class ProviderRegistry:
         ``DB_PASSWORD=vault://...`` without ``secretinit-vault`` is an error
         that names the distribution, not a value silently passed through.
         """
-        if scheme in BUILTIN or scheme in KNOWN_DISTRIBUTIONS:
+        if scheme in BUILTIN or scheme in KNOWN:
             return True
+        if scheme in COMMON_URL_SCHEMES:
+            return False
         return scheme in self._installed_entry_points()
 
     def load(self, scheme: str) -> type[Provider]:
@@ -76,8 +101,9 @@ class ProviderRegistry:
         from secretinit._provider import Provider
 
         if scheme in BUILTIN:
-            module_name, _, attribute = BUILTIN[scheme].partition(":")
-            cls = getattr(importlib.import_module(module_name), attribute)
+            cls = _import_target(BUILTIN[scheme])
+        elif scheme in KNOWN and _importable(KNOWN[scheme][1]):
+            cls = _import_target(KNOWN[scheme][1])
         else:
             entry_point = self._installed_entry_points().get(scheme)
             if entry_point is None:
@@ -103,10 +129,16 @@ class ProviderRegistry:
         return found
 
 
+def _importable(target: str) -> bool:
+    from importlib.util import find_spec
+
+    return find_spec(target.partition(":")[0]) is not None
+
+
 def missing_scheme_message(scheme: str) -> str:
     """Why ``scheme`` cannot be used and what to install."""
-    distribution = KNOWN_DISTRIBUTIONS.get(scheme)
-    if distribution:
+    if scheme in KNOWN:
+        distribution = KNOWN[scheme][0]
         return (
             f"scheme {scheme!r} is provided by {distribution}, which is not installed "
             f"(pip install {distribution})"

@@ -68,7 +68,18 @@ class Start:
     def __enter__(self) -> Start:
         return self
 
-    def __exit__(self, *_exc: object) -> None:
+    def __exit__(self, kind: type[BaseException] | None, *_exc: object) -> None:
+        if kind is not None:
+            for provider in self.providers.values():
+                try:
+                    provider.abandon()
+                except Exception as err:  # the start failed already; say so, go on
+                    log(
+                        "warning",
+                        f"{provider.scheme}: releasing fetched secrets failed: "
+                        f"{type(err).__name__}",
+                        event="abandon_failed",
+                    )
         self.close()
 
     def close(self) -> None:

@@ -250,12 +250,6 @@ def test_value_export_refuses_a_nul_byte(tmp_path: Path) -> None:
     ("environ", "config", "message"),
     [
         (
-            {"X": "vault://secret/x#y"},
-            None,
-            "scheme 'vault' is provided by secretinit-vault, which is not installed "
-            "(pip install secretinit-vault)",
-        ),
-        (
             {},
             '[secrets.X]\nfrom = "nosuch://x"\n',
             "no installed provider handles scheme 'nosuch' and none is known to provide it",
@@ -441,3 +435,17 @@ def test_third_party_provider_through_entry_points(tmp_path: Path) -> None:
     assert "upper          upper-provider 1.2  (upper_provider:Upper)" in result.stdout
     result = run_secretinit(["run", "--", "sh", "-c", 'cat "$LOUD_FILE"'], env)
     assert result.stdout == "QUIET", result.stderr
+
+
+def test_known_provider_not_installed_names_its_distribution(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from secretinit._registry import KNOWN
+
+    monkeypatch.setitem(KNOWN, "fake-store", ("secretinit-fake", "secretinit_fake_absent:Fake"))
+    result = CliRunner().invoke(cli, ["run", "--", "true"], env={"X": "fake-store://x"})
+    assert result.exit_code == 2
+    assert (
+        "scheme 'fake-store' is provided by secretinit-fake, which is not installed "
+        "(pip install secretinit-fake)" in result.stderr
+    )

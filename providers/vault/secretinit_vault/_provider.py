@@ -77,6 +77,7 @@ class VaultProvider(Provider):
                 extra={"fields": {"event": "vault_skip_verify"}},
             )
         self.leases: list[VaultLease] = []
+        self._abandoned = False
         self._login = Login(self.settings)
         self._client: Any = None
         self._session: Any = None
@@ -133,12 +134,38 @@ class VaultProvider(Provider):
                 )
         return results
 
+    def abandon(self) -> None:
+        """The start failed: the leases fetched will not be used, so end them.
+
+        A login token is revoked by :meth:`close` even though leases depend on
+        it: they end with it (the default policy lets a token revoke itself,
+        not a lease). Leases fetched with a token given to secretinit are
+        revoked one by one, where its policy allows.
+        """
+        self._abandoned = True
+        if self._client is None or self._login.logged_in:
+            return
+        self._session.deadline = time.monotonic() + REVOKE_TIMEOUT
+        for lease in list(self.leases):
+            try:
+                self._client.sys.revoke_lease(lease.lease_id)
+            except Exception as err:
+                reason = self._login.scrub(str(vault_error(err, "revoking a lease", "Vault")))
+                LOGGER.warning(
+                    "vault: the lease of %s could not be revoked (%s); it expires with its TTL",
+                    lease.path,
+                    reason,
+                    extra={"fields": {"event": "vault_lease_revoke_failed", "path": lease.path}},
+                )
+            else:
+                self.leases.remove(lease)
+
     def close(self) -> None:
-        """Revoke the token secretinit logged in for, unless a fetched lease depends on it."""
+        """Revoke the token secretinit logged in for, unless a lease in use depends on it."""
         if self._client is None:
             return
         try:
-            if self._login.logged_in and self.leases:
+            if self._login.logged_in and self.leases and not self._abandoned:
                 LOGGER.info(
                     "vault: keeping the login token: %d fetched secrets hold leases that "
                     "would end with it",
@@ -148,6 +175,7 @@ class VaultProvider(Provider):
             elif self._login.logged_in:
                 self._session.deadline = time.monotonic() + REVOKE_TIMEOUT
                 self._client.auth.token.revoke_self()
+                self.leases.clear()  # they ended with the token
         except Exception as err:  # the secrets are written: a failed revocation only warns
             reason = self._login.scrub(str(vault_error(err, "revoking the token", "Vault")))
             LOGGER.warning(

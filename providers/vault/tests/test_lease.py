@@ -57,3 +57,32 @@ def test_dynamic_credentials_keep_their_login_token(
     while username.decode() not in redis_fake.users(b"DELUSER"):
         assert time.monotonic() < deadline, "revoking the lease did not delete the user"
         time.sleep(0.05)
+
+
+def test_a_failed_start_revokes_its_dynamic_credentials(
+    bao: Any, approle: str, redis_fake: RespFake, home: Path
+) -> None:
+    (home / "role_id").write_text(approle)
+    (home / "secret_id").write_text(secret_id(bao))
+    options = {
+        "auth": "approle",
+        "role_id_file": str(home / "role_id"),
+        "secret_id_file": str(home / "secret_id"),
+    }
+    ref = SecretRef("vault", "database/creds/app", "username")
+    provider = bao.provider(bao.environ(home), options)
+    before = bao.accessors()
+    username = provider.fetch([ref], 20.0)[ref]
+    assert isinstance(username, bytes)
+    login_token = bao.accessors() - before
+    assert len(login_token) == 1
+
+    provider.abandon()  # what the core calls when another secret failed
+    provider.close()
+
+    assert provider.leases == []
+    assert not login_token & bao.accessors()  # the login token is revoked too
+    deadline = time.monotonic() + 10
+    while username.decode() not in redis_fake.users(b"DELUSER"):
+        assert time.monotonic() < deadline, "abandoning did not revoke the lease"
+        time.sleep(0.05)
