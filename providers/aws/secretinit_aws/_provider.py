@@ -1,0 +1,254 @@
+"""What the Secrets Manager and Parameter Store providers share.
+
+boto3's own chains decide credentials, region and endpoint: variables,
+profiles, web identity (EKS IRSA), ECS task roles, instance metadata, and
+``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_<SERVICE>``. This module only adds
+what boto3 cannot know: the core's deadline (per-request timeouts and the
+calls still allowed to start), the region of an ARN, concurrency, and the
+mapping of AWS errors onto secretinit's.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+import boto3.session
+import botocore.config
+import botocore.exceptions
+
+from secretinit import (
+    AccessDenied,
+    BadReference,
+    ConfigError,
+    FetchError,
+    NotFound,
+    Provider,
+    SecretRef,
+    Unreachable,
+)
+
+if TYPE_CHECKING:
+    from botocore.client import BaseClient
+
+K = TypeVar("K", bound=Hashable)
+Outcome = bytes | FetchError
+#: One unit of work: the keys it answers for and the function that answers.
+Job = tuple[Sequence[K], Callable[[], Mapping[K, Outcome]]]
+
+#: Calls in flight at once (and connections per client). AWS answers in tens
+#: of milliseconds, so a batch of 50 calls is mostly waiting: overlap it.
+MAX_CONCURRENCY = 10
+#: Upper bounds of one request's timeouts; the deadline lowers them.
+CONNECT_TIMEOUT = 5.0
+READ_TIMEOUT = 10.0
+#: botocore's standard retry mode, inside each call; the core retries what
+#: is still transient after it, until its deadline.
+MAX_ATTEMPTS = 3
+
+NOT_FOUND_CODES = frozenset(
+    {"ResourceNotFoundException", "ParameterNotFound", "ParameterVersionNotFound"}
+)
+DENIED_CODES = frozenset(
+    {
+        "AccessDeniedException",
+        "AccessDenied",
+        "UnrecognizedClientException",  # unknown access key
+        "InvalidClientTokenId",
+        "InvalidSignatureException",  # wrong secret key
+        "SignatureDoesNotMatch",
+        "ExpiredTokenException",
+        "ExpiredToken",
+    }
+)
+KMS_CODES = frozenset(
+    {
+        "DecryptionFailure",  # Secrets Manager: KMS refused or failed to decrypt
+        "InvalidKeyId",  # SSM: the SecureString's key is disabled or gone
+        "KMSAccessDeniedException",
+        "KMSDisabledException",
+        "KMSInvalidStateException",
+        "KMSNotFoundException",
+    }
+)
+TRANSIENT_CODES = frozenset(
+    {
+        "ThrottlingException",
+        "Throttling",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "InternalServiceError",  # Secrets Manager's 500
+        "InternalServerError",
+        "ServiceUnavailable",
+        "RequestTimeout",
+        "RequestTimeoutException",
+    }
+)
+
+
+class AwsProvider(Provider):
+    """A boto3 client per region, built for the core's deadline."""
+
+    config_table = "aws"
+    config_options = frozenset({"region", "profile"})
+    #: The ARN service and boto3 client name ("secretsmanager", "ssm").
+    service: ClassVar[str]
+    #: The store's name in messages ("Secrets Manager").
+    store: ClassVar[str]
+
+    def __init__(
+        self,
+        scheme: str,
+        options: Mapping[str, Any] | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(scheme, options, environ)
+        # boto3 reads the process environment itself (os.environ, which is
+        # what the core passes); the table only adds what a variable can say.
+        profile = self.option_str("profile")
+        try:
+            self.session = boto3.session.Session(
+                profile_name=profile, region_name=self.option_str("region")
+            )
+        except botocore.exceptions.ProfileNotFound:
+            raise ConfigError(
+                f"AWS profile {profile or 'named by AWS_PROFILE'!r} is not in the AWS config files"
+            ) from None
+        self.region: str | None = self.session.region_name
+        self._clients: dict[tuple[str | None, float, float], BaseClient] = {}
+
+    def check_location(self, ref: SecretRef, resource: str) -> None:
+        """Check an ARN's service and resource type, or that a name has a region."""
+        if ref.location.startswith("arn:"):
+            parts = ref.location.split(":", 5)
+            if (
+                len(parts) < 6
+                or parts[2] != self.service
+                or not parts[3]
+                or not parts[5].startswith(resource)
+            ):
+                raise BadReference(
+                    f"not an ARN of {self.store}: expected "
+                    f"arn:PARTITION:{self.service}:REGION:ACCOUNT:{resource}NAME"
+                )
+        elif self.region is None:
+            raise BadReference(
+                "no AWS region for a name: set AWS_REGION (or a profile's region, or "
+                f"[providers.{self.table}] region), or use the full ARN"
+            )
+
+    def region_of(self, location: str) -> str | None:
+        """The region of an ARN, else the session's."""
+        return location.split(":", 5)[3] if location.startswith("arn:") else self.region
+
+    def client(self, region: str | None, deadline: float) -> Any:
+        """A client for ``region`` whose requests cannot outlive ``deadline`` by much.
+
+        Clients are built here, on the caller's thread (a boto3 session is not
+        thread-safe), and are themselves safe to share between threads.
+        """
+        remaining = max(0.1, deadline - time.monotonic())
+        connect, read = min(CONNECT_TIMEOUT, remaining), min(READ_TIMEOUT, remaining)
+        key = (region, connect, read)
+        if key not in self._clients:
+            config = botocore.config.Config(
+                connect_timeout=connect,
+                read_timeout=read,
+                retries={"mode": "standard", "total_max_attempts": MAX_ATTEMPTS},
+                max_pool_connections=MAX_CONCURRENCY,
+                user_agent_extra="secretinit",
+            )
+            self._clients[key] = self.session.client(
+                self.service,  # type: ignore[call-overload]
+                region_name=region,
+                config=config,
+            )
+        return self._clients[key]
+
+    def run(self, jobs: Sequence[Job[K]], deadline: float) -> dict[K, Outcome]:
+        """Run ``jobs`` concurrently; what has no answer by ``deadline`` is unreachable."""
+        results: dict[K, Outcome] = {}
+        if not jobs:
+            return results
+        executor = ThreadPoolExecutor(min(MAX_CONCURRENCY, len(jobs)), "secretinit-aws")
+        try:
+            futures = {executor.submit(job): keys for keys, job in jobs}
+            wait(futures, timeout=max(0.0, deadline - time.monotonic()))
+            for future, keys in futures.items():
+                if not future.done():
+                    late = Unreachable(f"no answer from {self.store} before the deadline")
+                    results.update(dict.fromkeys(keys, late))
+                elif (error := future.exception()) is not None:
+                    failure = self.error(error)
+                    results.update(dict.fromkeys(keys, failure))
+                else:
+                    results.update(future.result())
+        finally:
+            # Never wait for a request that overran: its timeouts end it soon.
+            executor.shutdown(wait=False, cancel_futures=True)
+        return results
+
+    def error(self, error: BaseException, what: str = "") -> FetchError:
+        """``error`` (raised by boto3) as secretinit's error; ``what`` names the secret."""
+        subject = f" {what}" if what else ""
+        if isinstance(error, FetchError):
+            return error
+        if isinstance(error, botocore.exceptions.ClientError):
+            return self._client_error(error, subject)
+        if isinstance(error, botocore.exceptions.SSLError):
+            return FetchError(f"TLS with {self.store} failed: {error}")
+        if isinstance(
+            error, botocore.exceptions.ConnectionError | botocore.exceptions.HTTPClientError
+        ):
+            return Unreachable(f"{self.store} could not be reached: {error}")
+        if isinstance(error, botocore.exceptions.NoCredentialsError):
+            return AccessDenied(
+                "no AWS credentials found (variables, profile, web identity, "
+                "container or instance role)"
+            )
+        if isinstance(error, botocore.exceptions.BotoCoreError):
+            return FetchError(f"{self.store}: {error}")
+        return FetchError(f"{self.store} provider failed: {type(error).__name__}")
+
+    def _client_error(self, error: botocore.exceptions.ClientError, subject: str) -> FetchError:
+        code = str(error.response.get("Error", {}).get("Code", "Unknown"))
+        message = str(error.response.get("Error", {}).get("Message", "")).strip()
+        status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+        if code.isdigit():
+            # botocore found no AWS error in the body (a proxy's page, moto's
+            # XML for a JSON service): the status is all that can be trusted.
+            code, said = f"HTTP {code}", f"HTTP {code}"
+        else:
+            said = f"{code}: {' '.join(message.split())}" if message else code
+        if code in NOT_FOUND_CODES:
+            return NotFound(f"{self.store} has no{subject or ' such secret'} ({code})")
+        if code in KMS_CODES:
+            return AccessDenied(f"{self.store} could not decrypt{subject} with KMS ({said})")
+        if code in DENIED_CODES or status == 403:
+            return AccessDenied(f"{self.store} refused to read{subject} ({said})")
+        if code == "InvalidRequestException" and "delet" in message.lower():
+            return NotFound(f"{self.store}{subject or ' secret'} is marked for deletion ({code})")
+        if code in TRANSIENT_CODES or status == 429 or status >= 500:
+            return Unreachable(f"{self.store} answered {status} ({said})")
+        return FetchError(f"{self.store} refused the request{subject} ({said})")
+
+    def close(self) -> None:
+        """Close every client's connections."""
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
+
+
+def chunks(items: Sequence[K], size: int) -> Iterator[list[K]]:
+    """``items`` in lists of at most ``size``."""
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])
+
+
+def deadline_passed(deadline: float) -> Unreachable | None:
+    """An error when no further call may start, else None."""
+    if time.monotonic() >= deadline:
+        return Unreachable("the deadline passed before the call could be made")
+    return None
