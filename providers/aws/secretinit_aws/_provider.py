@@ -10,6 +10,7 @@ mapping of AWS errors onto secretinit's.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -118,6 +119,8 @@ class AwsProvider(Provider):
             ) from None
         self.region: str | None = self.session.region_name
         self._clients: dict[tuple[str | None, float, float], BaseClient] = {}
+        self._trouble = ""
+        self._deadline = math.inf
 
     def check_location(self, ref: SecretRef, resource: str) -> None:
         """Check an ARN's service and resource type, or that a name has a region."""
@@ -160,12 +163,34 @@ class AwsProvider(Provider):
                 max_pool_connections=MAX_CONCURRENCY,
                 user_agent_extra="secretinit",
             )
-            self._clients[key] = self.session.client(
+            client = self.session.client(
                 self.service,  # type: ignore[call-overload]
                 region_name=region,
                 config=config,
             )
+            client.meta.events.register("needs-retry", self._note_trouble)
+            client.meta.events.register("before-send", self._refuse_late_attempts)
+            self._clients[key] = client
         return self._clients[key]
+
+    def start(self, timeout: float) -> float:
+        """The deadline of a fetch given ``timeout`` seconds; no request is sent after it."""
+        self._deadline = time.monotonic() + timeout
+        return self._deadline
+
+    def _refuse_late_attempts(self, **_: Any) -> None:
+        # botocore's own retries would go on after the core has given up, and
+        # the interpreter waits for those threads before it exits.
+        if time.monotonic() >= self._deadline:
+            raise Unreachable(f"the deadline passed before {self.store} could be asked")
+
+    def _note_trouble(self, response: Any = None, caught_exception: Any = None, **_: Any) -> None:
+        """Remember the last failed attempt, to say why a call ran out of time."""
+        if caught_exception is not None:
+            self._trouble = type(caught_exception).__name__
+        elif response is not None and "Error" in response[1]:
+            error = response[1]["Error"]
+            self._trouble = f"HTTP {response[0].status_code} {error.get('Code', '')}".strip()
 
     def run(self, jobs: Sequence[Job[K]], deadline: float) -> dict[K, Outcome]:
         """Run ``jobs`` concurrently; what has no answer by ``deadline`` is unreachable."""
@@ -178,7 +203,8 @@ class AwsProvider(Provider):
             wait(futures, timeout=max(0.0, deadline - time.monotonic()))
             for future, keys in futures.items():
                 if not future.done():
-                    late = Unreachable(f"no answer from {self.store} before the deadline")
+                    why = f" (last attempt: {self._trouble})" if self._trouble else ""
+                    late = Unreachable(f"no answer from {self.store} before the deadline{why}")
                     results.update(dict.fromkeys(keys, late))
                 elif (error := future.exception()) is not None:
                     failure = self.error(error)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -43,7 +42,7 @@ class SecretsManagerProvider(AwsProvider):
 
     def fetch(self, refs: Sequence[SecretRef], timeout: float) -> dict[SecretRef, Outcome]:
         """Read each distinct secret version once, then pick each reference's ``#KEY``."""
-        deadline = time.monotonic() + timeout
+        deadline = self.start(timeout)
         reads: dict[SecretRef, Read] = {
             ref: (ref.location, ref.option("version-stage"), ref.option("version-id"))
             for ref in refs

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -45,7 +44,7 @@ class ParameterStoreProvider(AwsProvider):
 
     def fetch(self, refs: Sequence[SecretRef], timeout: float) -> dict[SecretRef, Outcome]:
         """Read each distinct parameter version once, then pick each reference's ``#KEY``."""
-        deadline = time.monotonic() + timeout
+        deadline = self.start(timeout)
         reads: dict[SecretRef, Read] = {}
         for ref in refs:
             version = ref.option("version")

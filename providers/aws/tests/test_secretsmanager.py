@@ -357,9 +357,13 @@ def test_connection_refused_is_transient(closed_port: int, monkeypatch: pytest.M
 
 def test_a_hung_server_cannot_outlive_the_deadline(sm: Any, aws_server: Any, unique: str) -> None:
     sm.create_secret(Name=f"{unique}/slow", SecretString="x")
+    aws_server.reset()
     aws_server.fail("BatchGetSecretValue", 500, "InternalServiceError", times=None, delay=5.0)
     started = time.monotonic()
     error = values(fetch([f"aws-sm://{unique}/slow"], timeout=1.0))[f"aws-sm://{unique}/slow"]
     elapsed = time.monotonic() - started
     assert isinstance(error, Unreachable), error
     assert elapsed < 2.5, elapsed
+    # botocore's retries do not go on behind the core's back after the deadline.
+    time.sleep(3)
+    assert aws_server.counted() == {"BatchGetSecretValue": 1}
