@@ -1,9 +1,10 @@
 """What the Secrets Manager and Parameter Store providers share.
 
-boto3's own chains decide credentials, region and endpoint: variables,
+The SDK's own chains (botocore's, the ones boto3 uses) decide credentials,
+region and endpoint: variables,
 profiles, web identity (EKS IRSA), ECS task roles, instance metadata, and
 ``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_<SERVICE>``. This module only adds
-what boto3 cannot know: the core's deadline (per-request timeouts and the
+what the SDK cannot know: the core's deadline (per-request timeouts and the
 calls still allowed to start), the region of an ARN, concurrency, and the
 mapping of AWS errors onto secretinit's.
 """
@@ -16,9 +17,9 @@ from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-import boto3.session
 import botocore.config
 import botocore.exceptions
+import botocore.session
 
 from secretinit import (
     AccessDenied,
@@ -108,16 +109,20 @@ class AwsProvider(Provider):
         super().__init__(scheme, options, environ)
         # boto3 reads the process environment itself (os.environ, which is
         # what the core passes); the table only adds what a variable can say.
+        # botocore, not boto3: the same chains, and boto3's import (S3
+        # transfer manager, resources) costs ~0.1 s of CPU at every start.
         profile = self.option_str("profile")
+        self.session = botocore.session.Session(profile=profile)
+        region = self.option_str("region")
+        if region is not None:
+            self.session.set_config_variable("region", region)
         try:
-            self.session = boto3.session.Session(
-                profile_name=profile, region_name=self.option_str("region")
-            )
+            self.session.get_scoped_config()  # reads the profile, if any
+            self.region: str | None = self.session.get_config_variable("region")
         except botocore.exceptions.ProfileNotFound:
             raise ConfigError(
                 f"AWS profile {profile or 'named by AWS_PROFILE'!r} is not in the AWS config files"
             ) from None
-        self.region: str | None = self.session.region_name
         self._clients: dict[tuple[str | None, float, float], BaseClient] = {}
         self._trouble = ""
         self._deadline = math.inf
@@ -149,7 +154,7 @@ class AwsProvider(Provider):
     def client(self, region: str | None, deadline: float) -> Any:
         """A client for ``region`` whose requests cannot outlive ``deadline`` by much.
 
-        Clients are built here, on the caller's thread (a boto3 session is not
+        Clients are built here, on the caller's thread (a botocore session is not
         thread-safe), and are themselves safe to share between threads.
         """
         remaining = max(0.1, deadline - time.monotonic())
@@ -163,8 +168,8 @@ class AwsProvider(Provider):
                 max_pool_connections=MAX_CONCURRENCY,
                 user_agent_extra="secretinit",
             )
-            client = self.session.client(
-                self.service,  # type: ignore[call-overload]
+            client = self.session.create_client(
+                self.service,
                 region_name=region,
                 config=config,
             )
