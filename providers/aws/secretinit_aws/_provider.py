@@ -12,9 +12,9 @@ mapping of AWS errors onto secretinit's.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import botocore.config
@@ -198,28 +198,42 @@ class AwsProvider(Provider):
             self._trouble = f"HTTP {response[0].status_code} {error.get('Code', '')}".strip()
 
     def run(self, jobs: Sequence[Job[K]], deadline: float) -> dict[K, Outcome]:
-        """Run ``jobs`` concurrently; what has no answer by ``deadline`` is unreachable."""
+        """Run ``jobs`` concurrently; what has no answer by ``deadline`` is unreachable.
+
+        Daemon threads, not a ThreadPoolExecutor: the interpreter joins an
+        executor's threads at exit, so one request hung past the deadline
+        would hold ``secretinit fetch`` open until its read timeout.
+        """
+        pending = list(jobs)
         results: dict[K, Outcome] = {}
-        if not jobs:
-            return results
-        executor = ThreadPoolExecutor(min(MAX_CONCURRENCY, len(jobs)), "secretinit-aws")
-        try:
-            futures = {executor.submit(job): keys for keys, job in jobs}
-            wait(futures, timeout=max(0.0, deadline - time.monotonic()))
-            for future, keys in futures.items():
-                if not future.done():
-                    why = f" (last attempt: {self._trouble})" if self._trouble else ""
-                    late = Unreachable(f"no answer from {self.store} before the deadline{why}")
-                    results.update(dict.fromkeys(keys, late))
-                elif (error := future.exception()) is not None:
-                    failure = self.error(error)
-                    results.update(dict.fromkeys(keys, failure))
-                else:
-                    results.update(future.result())
-        finally:
-            # Never wait for a request that overran: its timeouts end it soon.
-            executor.shutdown(wait=False, cancel_futures=True)
-        return results
+        lock = threading.Lock()
+
+        def work() -> None:
+            while time.monotonic() < deadline:
+                with lock:
+                    if not pending:
+                        return
+                    keys, job = pending.pop(0)
+                try:
+                    outcome = dict(job())
+                except Exception as err:  # a call's error is every key's error
+                    outcome = dict.fromkeys(keys, self.error(err))
+                with lock:
+                    results.update(outcome)
+
+        workers = [
+            threading.Thread(target=work, name="secretinit-aws", daemon=True)
+            for _ in range(min(MAX_CONCURRENCY, len(jobs)))
+        ]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(max(0.0, deadline - time.monotonic()))
+        why = f" (last attempt: {self._trouble})" if self._trouble else ""
+        late = Unreachable(f"no answer from {self.store} before the deadline{why}")
+        with lock:
+            pending.clear()  # workers still in a call take no further job
+            return {key: results.get(key, late) for keys, _ in jobs for key in keys}
 
     def error(self, error: BaseException, what: str = "") -> FetchError:
         """``error`` (raised by boto3) as secretinit's error; ``what`` names the secret."""

@@ -185,6 +185,20 @@ def test_persistent_throttling_gives_up_at_the_timeout(
     assert 2.5 < elapsed < 10, elapsed
 
 
+def test_a_hung_server_does_not_hold_the_process_past_the_timeout(
+    aws_server: Any, unique: str, tmp_path: Path
+) -> None:
+    aws_server.fail("GetParameters", 500, "InternalServerError", times=None, delay=30)
+    started = time.monotonic()
+    result = run_secretinit(
+        ["fetch", "--timeout", "2s", "--dir", str(tmp_path / "s")], {"P": f"aws-ssm:///{unique}/p"}
+    )
+    elapsed = time.monotonic() - started
+    assert result.returncode == 69, result.stderr
+    assert "unreachable" in result.stderr
+    assert elapsed < 6, elapsed  # start-up, 2 s, and no wait for the hung request
+
+
 def test_providers_lists_both_schemes() -> None:
     result = run_secretinit(["providers"])
     assert result.returncode == 0, result.stderr
