@@ -1,12 +1,11 @@
 """What the Secrets Manager and Parameter Store providers share.
 
 The SDK's own chains (botocore's, the ones boto3 uses) decide credentials,
-region and endpoint: variables,
-profiles, web identity (EKS IRSA), ECS task roles, instance metadata, and
-``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_<SERVICE>``. This module only adds
-what the SDK cannot know: the core's deadline (per-request timeouts and the
-calls still allowed to start), the region of an ARN, concurrency, and the
-mapping of AWS errors onto secretinit's.
+region and endpoint: variables, profiles, web identity (EKS IRSA), ECS task
+roles, instance metadata, ``AWS_ENDPOINT_URL`` and
+``AWS_ENDPOINT_URL_<SERVICE>``. This module only adds what the SDK cannot
+know: the core's deadline (per-request timeouts, no request after it), the
+region of an ARN, and concurrency. ``_errors`` maps AWS's errors.
 """
 
 from __future__ import annotations
@@ -21,16 +20,8 @@ import botocore.config
 import botocore.exceptions
 import botocore.session
 
-from secretinit import (
-    AccessDenied,
-    BadReference,
-    ConfigError,
-    FetchError,
-    NotFound,
-    Provider,
-    SecretRef,
-    Unreachable,
-)
+from secretinit import BadReference, ConfigError, FetchError, Provider, SecretRef, Unreachable
+from secretinit_aws._errors import map_error
 
 if TYPE_CHECKING:
     from botocore.client import BaseClient
@@ -50,52 +41,13 @@ READ_TIMEOUT = 10.0
 #: is still transient after it, until its deadline.
 MAX_ATTEMPTS = 3
 
-NOT_FOUND_CODES = frozenset(
-    {"ResourceNotFoundException", "ParameterNotFound", "ParameterVersionNotFound"}
-)
-DENIED_CODES = frozenset(
-    {
-        "AccessDeniedException",
-        "AccessDenied",
-        "UnrecognizedClientException",  # unknown access key
-        "InvalidClientTokenId",
-        "InvalidSignatureException",  # wrong secret key
-        "SignatureDoesNotMatch",
-        "ExpiredTokenException",
-        "ExpiredToken",
-    }
-)
-KMS_CODES = frozenset(
-    {
-        "DecryptionFailure",  # Secrets Manager: KMS refused or failed to decrypt
-        "InvalidKeyId",  # SSM: the SecureString's key is disabled or gone
-        "KMSAccessDeniedException",
-        "KMSDisabledException",
-        "KMSInvalidStateException",
-        "KMSNotFoundException",
-    }
-)
-TRANSIENT_CODES = frozenset(
-    {
-        "ThrottlingException",
-        "Throttling",
-        "TooManyRequestsException",
-        "RequestLimitExceeded",
-        "InternalServiceError",  # Secrets Manager's 500
-        "InternalServerError",
-        "ServiceUnavailable",
-        "RequestTimeout",
-        "RequestTimeoutException",
-    }
-)
-
 
 class AwsProvider(Provider):
-    """A boto3 client per region, built for the core's deadline."""
+    """A botocore client per region, built for the core's deadline."""
 
     config_table = "aws"
     config_options = frozenset({"region", "profile"})
-    #: The ARN service and boto3 client name ("secretsmanager", "ssm").
+    #: The service's name in ARNs and in botocore ("secretsmanager", "ssm").
     service: ClassVar[str]
     #: The store's name in messages ("Secrets Manager").
     store: ClassVar[str]
@@ -107,10 +59,10 @@ class AwsProvider(Provider):
         environ: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(scheme, options, environ)
-        # boto3 reads the process environment itself (os.environ, which is
-        # what the core passes); the table only adds what a variable can say.
-        # botocore, not boto3: the same chains, and boto3's import (S3
-        # transfer manager, resources) costs ~0.1 s of CPU at every start.
+        # botocore reads the process environment itself (os.environ, which is
+        # what the core passes). botocore, not boto3: the same chains, and
+        # boto3's import (S3 transfer manager, resources) costs ~0.1 s of CPU
+        # at every start.
         profile = self.option_str("profile")
         self.session = botocore.session.Session(profile=profile)
         region = self.option_str("region")
@@ -236,48 +188,8 @@ class AwsProvider(Provider):
             return {key: results.get(key, late) for keys, _ in jobs for key in keys}
 
     def error(self, error: BaseException, what: str = "") -> FetchError:
-        """``error`` (raised by boto3) as secretinit's error; ``what`` names the secret."""
-        subject = f" {what}" if what else ""
-        if isinstance(error, FetchError):
-            return error
-        if isinstance(error, botocore.exceptions.ClientError):
-            return self._client_error(error, subject)
-        if isinstance(error, botocore.exceptions.SSLError):
-            return FetchError(f"TLS with {self.store} failed: {error}")
-        if isinstance(
-            error, botocore.exceptions.ConnectionError | botocore.exceptions.HTTPClientError
-        ):
-            return Unreachable(f"{self.store} could not be reached: {error}")
-        if isinstance(error, botocore.exceptions.NoCredentialsError):
-            return AccessDenied(
-                "no AWS credentials found (variables, profile, web identity, "
-                "container or instance role)"
-            )
-        if isinstance(error, botocore.exceptions.BotoCoreError):
-            return FetchError(f"{self.store}: {error}")
-        return FetchError(f"{self.store} provider failed: {type(error).__name__}")
-
-    def _client_error(self, error: botocore.exceptions.ClientError, subject: str) -> FetchError:
-        code = str(error.response.get("Error", {}).get("Code", "Unknown"))
-        message = str(error.response.get("Error", {}).get("Message", "")).strip()
-        status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
-        if code.isdigit():
-            # botocore found no AWS error in the body (a proxy's page, moto's
-            # XML for a JSON service): the status is all that can be trusted.
-            code, said = f"HTTP {code}", f"HTTP {code}"
-        else:
-            said = f"{code}: {' '.join(message.split())}" if message else code
-        if code in NOT_FOUND_CODES:
-            return NotFound(f"{self.store} has no{subject or ' such secret'} ({code})")
-        if code in KMS_CODES:
-            return AccessDenied(f"{self.store} could not decrypt{subject} with KMS ({said})")
-        if code in DENIED_CODES or status == 403:
-            return AccessDenied(f"{self.store} refused to read{subject} ({said})")
-        if code == "InvalidRequestException" and "delet" in message.lower():
-            return NotFound(f"{self.store}{subject or ' secret'} is marked for deletion ({code})")
-        if code in TRANSIENT_CODES or status == 429 or status >= 500:
-            return Unreachable(f"{self.store} answered {status} ({said})")
-        return FetchError(f"{self.store} refused the request{subject} ({said})")
+        """``error`` (raised by botocore) as secretinit's; ``what`` names the secret."""
+        return map_error(error, self.store, what)
 
     def close(self) -> None:
         """Close every client's connections."""

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import botocore.exceptions
 
 from secretinit import AccessDenied, FetchError, NotFound, SecretRef, select_key
+from secretinit_aws._errors import TRANSIENT_CODES, map_aws_error, refuses_every_call
 from secretinit_aws._provider import (
-    TRANSIENT_CODES,
     AwsProvider,
     Job,
     Outcome,
@@ -77,7 +77,9 @@ class SecretsManagerProvider(AwsProvider):
         except NotFound as err:
             return err
 
-    def _batch_job(self, client: Any, ids: list[str], deadline: float) -> Any:
+    def _batch_job(
+        self, client: Any, ids: list[str], deadline: float
+    ) -> Callable[[], dict[Read, Outcome]]:
         def job() -> dict[Read, Outcome]:
             results: dict[str, Outcome | None] = dict.fromkeys(ids)
             if not self._batch_refused:
@@ -112,7 +114,7 @@ class SecretsManagerProvider(AwsProvider):
                 arguments["NextToken"] = page["NextToken"]
         except botocore.exceptions.ClientError as err:
             mapped = self.error(err)
-            if mapped.transient:
+            if mapped.transient or refuses_every_call(err):
                 return dict.fromkeys(ids, mapped)
             if isinstance(mapped, AccessDenied):
                 self._batch_refused = True  # the retries of this run go one by one
@@ -123,15 +125,14 @@ class SecretsManagerProvider(AwsProvider):
 
     def _entry_error(self, failure: Mapping[str, Any]) -> FetchError:
         code = str(failure.get("ErrorCode", "Unknown"))
-        response = {
-            "Error": {"Code": code, "Message": str(failure.get("Message", ""))},
-            # A per-secret error has no status; only its code says transient.
-            "ResponseMetadata": {"HTTPStatusCode": 500 if code in TRANSIENT_CODES else 400},
-        }
-        error = botocore.exceptions.ClientError(response, "BatchGetSecretValue")  # type: ignore[arg-type]
-        return self.error(error, f"secret {failure.get('SecretId')!r}")
+        # A per-secret error has no HTTP status; its code alone says transient.
+        status = 500 if code in TRANSIENT_CODES else 400
+        what = f"secret {failure.get('SecretId')!r}"
+        return map_aws_error(code, str(failure.get("Message", "")), status, self.store, what)
 
-    def _single_job(self, client: Any, reads: list[Read], deadline: float) -> Any:
+    def _single_job(
+        self, client: Any, reads: list[Read], deadline: float
+    ) -> Callable[[], dict[Read, Outcome]]:
         return lambda: self._single(client, reads, deadline)
 
     def _single(self, client: Any, reads: Sequence[Read], deadline: float) -> dict[Read, Outcome]:

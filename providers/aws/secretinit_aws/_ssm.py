@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import botocore.exceptions
 
 from secretinit import BadReference, FetchError, NotFound, SecretRef, select_key
+from secretinit_aws._errors import refuses_every_call
 from secretinit_aws._provider import AwsProvider, Job, Outcome, chunks, deadline_passed
 
 #: The most names GetParameters takes in one call.
@@ -69,7 +70,9 @@ class ParameterStoreProvider(AwsProvider):
         except NotFound as err:
             return err
 
-    def _batch_job(self, client: Any, reads: list[Read], deadline: float) -> Any:
+    def _batch_job(
+        self, client: Any, reads: list[Read], deadline: float
+    ) -> Callable[[], dict[Read, Outcome]]:
         def job() -> dict[Read, Outcome]:
             results = self._batch(client, reads, deadline)
             if results is not None:
@@ -92,7 +95,7 @@ class ParameterStoreProvider(AwsProvider):
             answer = client.get_parameters(Names=list(names), WithDecryption=True)
         except botocore.exceptions.ClientError as err:
             mapped = self.error(err, _describe(reads[0]) if len(reads) == 1 else "")
-            if mapped.transient or len(reads) == 1:
+            if mapped.transient or len(reads) == 1 or refuses_every_call(err):
                 return dict.fromkeys(reads, mapped)
             return None
         results: dict[Read, Outcome] = {}

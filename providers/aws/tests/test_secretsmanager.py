@@ -367,3 +367,14 @@ def test_a_hung_server_cannot_outlive_the_deadline(sm: Any, aws_server: Any, uni
     # botocore's retries do not go on behind the core's back after the deadline.
     time.sleep(3)
     assert aws_server.counted() == {"BatchGetSecretValue": 1}
+
+
+def test_a_refused_credential_is_not_asked_again_per_secret(aws_server: Any, unique: str) -> None:
+    aws_server.fail("BatchGetSecretValue", 400, "UnrecognizedClientException")
+    refs = [f"aws-sm://{unique}/s{i}" for i in range(5)]
+    got = values(fetch(refs))
+    for ref in refs:
+        error = got[ref]
+        assert isinstance(error, AccessDenied), error
+        assert "UnrecognizedClientException" in str(error)
+    assert aws_server.counted() == {"BatchGetSecretValue": 1}
