@@ -378,3 +378,11 @@ def test_a_refused_credential_is_not_asked_again_per_secret(aws_server: Any, uni
         assert isinstance(error, AccessDenied), error
         assert "UnrecognizedClientException" in str(error)
     assert aws_server.counted() == {"BatchGetSecretValue": 1}
+
+
+def test_the_config_table_region_wins_over_aws_region(aws_server: Any, unique: str) -> None:
+    elsewhere = aws_server.admin("secretsmanager", aws_server.other_region)
+    elsewhere.create_secret(Name=f"{unique}/eu", SecretString="from-eu")
+    assert os.environ["AWS_REGION"] != aws_server.other_region
+    got = values(fetch([f"aws-sm://{unique}/eu"], region=aws_server.other_region))
+    assert got == {f"aws-sm://{unique}/eu": b"from-eu"}
