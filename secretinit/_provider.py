@@ -29,6 +29,9 @@ class Provider(abc.ABC):
     reference_options: ClassVar[frozenset[str]] = frozenset()
     #: Keys accepted in this provider's ``[providers.SCHEME]`` table.
     config_options: ClassVar[frozenset[str]] = frozenset()
+    #: The ``[providers.NAME]`` table read for this provider; its scheme when
+    #: None. Schemes of one store share a table (``aws-sm``, ``aws-ssm``: ``aws``).
+    config_table: ClassVar[str | None] = None
     #: Whether a reference must carry ``#KEY`` (``env-file`` picks a variable).
     key_required: ClassVar[bool] = False
     #: Variables holding this provider's own credentials (``VAULT_TOKEN``): the
@@ -44,15 +47,16 @@ class Provider(abc.ABC):
         import os
 
         self.scheme = scheme
+        self.table = self.config_table or scheme
         self.options: dict[str, Any] = dict(options or {})
         self.environ: Mapping[str, str] = os.environ if environ is None else environ
         unknown = sorted(set(self.options) - self.config_options)
         if unknown:
             accepted = ", ".join(sorted(self.config_options)) or "none"
             raise ConfigError(
-                f"[providers.{scheme}] has unknown options",
+                f"[providers.{self.table}] has unknown options",
                 [
-                    f"{name!r} is not an option of {scheme} (accepted: {accepted})"
+                    f"{name!r} is not an option of {self.table} (accepted: {accepted})"
                     for name in unknown
                 ],
             )
@@ -103,21 +107,21 @@ class Provider(abc.ABC):
         """Option ``name`` as a string, or ``default``."""
         value = self.options.get(name, default)
         if value is not None and not isinstance(value, str):
-            raise ConfigError(f"[providers.{self.scheme}] {name} must be a string")
+            raise ConfigError(f"[providers.{self.table}] {name} must be a string")
         return value
 
     def option_bool(self, name: str, default: bool) -> bool:
         """Option ``name`` as a boolean, or ``default``."""
         value = self.options.get(name, default)
         if not isinstance(value, bool):
-            raise ConfigError(f"[providers.{self.scheme}] {name} must be true or false")
+            raise ConfigError(f"[providers.{self.table}] {name} must be true or false")
         return value
 
     def option_number(self, name: str, default: float) -> float:
         """Option ``name`` as a positive number, or ``default``."""
         value = self.options.get(name, default)
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            raise ConfigError(f"[providers.{self.scheme}] {name} must be a positive number")
+            raise ConfigError(f"[providers.{self.table}] {name} must be a positive number")
         return float(value)
 
 

@@ -116,10 +116,13 @@ def build_providers(
     """One provider per scheme in use; every bad scheme, option or reference at once."""
     problems: list[str] = []
     providers: dict[str, Provider] = {}
+    tables: set[str] = set()
     for scheme in declaration.schemes():
         try:
             cls = registry.load(scheme)
-            providers[scheme] = cls(scheme, declaration.provider_options.get(scheme, {}), environ)
+            table = cls.config_table or scheme
+            tables.add(table)
+            providers[scheme] = cls(scheme, declaration.provider_options.get(table, {}), environ)
         except UnknownScheme as err:
             problems.append(str(err))
         except ConfigError as err:
@@ -130,7 +133,7 @@ def build_providers(
                 providers[spec.ref.scheme].check_reference(spec.ref)
             except BadReference as err:
                 problems.append(f"{spec.source}: {spec.ref}: {err}")
-    unused = set(declaration.provider_options) - set(providers)
+    unused = set(declaration.provider_options) - tables
     for scheme in sorted(unused):
         log(
             "debug",
@@ -140,7 +143,8 @@ def build_providers(
     if problems:
         for provider in providers.values():
             provider.close()
-        raise ConfigError("the declared secrets cannot be fetched:", problems)
+        # Schemes sharing a table report its problems once.
+        raise ConfigError("the declared secrets cannot be fetched:", dict.fromkeys(problems))
     return providers
 
 
