@@ -96,6 +96,15 @@ class ProviderRegistry:
             return False
         return scheme in self._installed_entry_points()
 
+    def known_tables(self) -> list[str]:
+        """The ``[providers.NAME]`` tables of built-in and first-party providers."""
+        first_party = {dist.removeprefix("secretinit-") for dist, _ in KNOWN.values()}
+        return sorted({*BUILTIN, *KNOWN, *first_party})
+
+    def names_provider(self, table: str) -> bool:
+        """Whether ``[providers.table]`` can belong to a provider (or is a typo)."""
+        return table in self.known_tables() or table in self._installed_entry_points()
+
     def load(self, scheme: str) -> type[Provider]:
         """Import and return the provider class for ``scheme``."""
         from secretinit._provider import Provider

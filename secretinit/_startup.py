@@ -133,13 +133,17 @@ def build_providers(
                 providers[spec.ref.scheme].check_reference(spec.ref)
             except BadReference as err:
                 problems.append(f"{spec.source}: {spec.ref}: {err}")
-    unused = set(declaration.provider_options) - tables
-    for scheme in sorted(unused):
-        log(
-            "debug",
-            f"[providers.{scheme}] is configured but no secret uses it",
-            event="provider_unused",
-        )
+    for table in sorted(set(declaration.provider_options) - tables):
+        if registry.names_provider(table):
+            # Normal with --env-file: the production tables stay in the config.
+            log("debug", f"[providers.{table}] is not used by this run", event="provider_unused")
+        else:
+            log(
+                "warning",
+                f"[providers.{table}] names no provider: a typo? (known: "
+                f"{', '.join(registry.known_tables())})",
+                event="provider_unknown",
+            )
     if problems:
         for provider in providers.values():
             provider.close()

@@ -449,3 +449,18 @@ def test_known_provider_not_installed_names_its_distribution(
         "scheme 'fake-store' is provided by secretinit-fake, which is not installed "
         "(pip install secretinit-fake)" in result.stderr
     )
+
+
+def test_a_provider_table_with_a_typo_is_warned_about(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(
+        '[secrets.A]\nfrom = "docker-secret://a"\n[providers.vault]\naddress = "x"\n'
+        '[providers.docker-secrets]\ndir = "/x"\n'
+    )
+    (tmp_path / "a").write_text("x")
+    result = run_secretinit(
+        ["check", "--config", str(config)], {"SECRETINIT_DOCKER_SECRETS_DIR": str(tmp_path)}
+    )
+    assert result.returncode == 0, result.stderr
+    assert "[providers.docker-secrets] names no provider: a typo?" in result.stderr
+    assert "[providers.vault]" not in result.stderr  # a real provider's table, unused here
