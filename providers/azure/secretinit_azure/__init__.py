@@ -104,10 +104,13 @@ class AzureKeyVaultProvider(Provider):
                 "starting with a letter) nor a host name"
             )
         name, _, version = rest.partition("/")
-        if not rest or not _SECRET_NAME.match(name):
+        if not name:
             raise BadReference(
-                "expected azure-kv://VAULT/NAME[/VERSION] with a secret NAME of 1-127 letters, "
-                "digits and hyphens"
+                "expected azure-kv://VAULT/NAME[/VERSION]: the secret NAME is missing"
+            )
+        if not _SECRET_NAME.match(name):
+            raise BadReference(
+                f"secret name {name!r} is not valid: 1-127 letters, digits and hyphens"
             )
         if "/" in rest and not _VERSION.match(version):
             raise BadReference(f"secret version {version!r} is not 32 hexadecimal digits")

@@ -72,7 +72,7 @@ def describe_error(err: Exception, what: str, vault_url: str, credential: str) -
             inner = _inner_code(err)
             if inner == "SecretDisabled":
                 return SecretDenied(f"{where} is disabled (403 SecretDisabled)")
-            return SecretDenied(f"{where}: access denied (403 {inner or code}): {_detail(err)}")
+            return SecretDenied(f"{where}: 403 {inner or code}: {_detail(err)}")
         if status in (408, 429) or status >= 500:
             after = getattr(err.response, "headers", {}).get("Retry-After")
             hint = f", Retry-After {after} s" if after else ""

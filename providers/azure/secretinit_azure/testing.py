@@ -151,8 +151,12 @@ class FakeKeyVault:
         self.certificates = certificates
         self.identity_header = random_tokens.token_hex(16)
         self.token_ttl = 3600
+        #: Seconds each vault response waits, to stand in for the network to a real vault.
+        self.latency = 0.0
         self.lock = threading.Lock()
         self.tokens_issued = 0
+        #: Every token handed out, so that tests can search output for them.
+        self.issued: list[str] = []
         self.identity_requests: list[dict[str, str]] = []
         self.requests: list[tuple[str, int]] = []  # (path, status) of every vault request
         self._versions: dict[str, list[_Version]] = {}
@@ -228,7 +232,8 @@ class FakeKeyVault:
         identity = _Server(("127.0.0.1", 0), _IdentityHandler, self, None)
         self._servers = [vault, identity]
         for server in self._servers:
-            threading.Thread(target=server.serve_forever, daemon=True).start()
+            # A short poll: stop() waits for the loop to notice.
+            threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
         return self
 
     def stop(self) -> None:
@@ -255,6 +260,7 @@ class FakeKeyVault:
                 return 400, {"error": "invalid_resource", "message": "unknown resource"}
             token = "fake-token-" + random_tokens.token_hex(16)
             self._tokens.add(token)
+            self.issued.append(token)
             self.tokens_issued += 1
         return 200, {
             "access_token": token,
@@ -357,6 +363,10 @@ class _Server(http.server.ThreadingHTTPServer):
         finally:
             with self.vault.lock:
                 self.connections.discard(request)
+            if self.context is not None:
+                # The TLS socket took over the connection: socketserver only
+                # closes the original, now detached, socket object.
+                self.shutdown_request(request)
 
     def close_connections(self) -> None:
         """End every kept-alive connection: a stopped vault must look gone to its clients."""
@@ -392,6 +402,8 @@ class _VaultHandler(_Handler):
     def do_GET(self) -> None:
         url = urlsplit(self.path)
         vault = self.server.vault
+        if vault.latency:
+            time.sleep(vault.latency)
         headers: dict[str, str] = {}
         if "api-version" not in parse_qs(url.query):
             status, body, retry_after = 400, _error("BadParameter", "api-version missing"), None
