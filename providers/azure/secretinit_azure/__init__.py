@@ -43,7 +43,8 @@ PUBLIC_CLOUD_SUFFIX = "vault.azure.net"
 # hyphens, starting with a letter; a secret name 1-127 letters, digits and
 # hyphens; a version 32 hexadecimal digits.
 _VAULT_NAME = re.compile(r"[A-Za-z](?!.*--)[A-Za-z0-9-]{1,22}[A-Za-z0-9]\Z")
-_HOST = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?)+(?::(\d{1,5}))?\Z")
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?(?::(\d{{1,5}}))?\Z")
 _SECRET_NAME = re.compile(r"[0-9A-Za-z-]{1,127}\Z")
 _VERSION = re.compile(r"[0-9A-Fa-f]{32}\Z")
 
@@ -278,7 +279,10 @@ def _run_bounded(
                 if not pending:
                     return
                 item = pending.pop()
-            outcome = work(item, deadline)
+            try:
+                outcome = work(item, deadline)
+            except Exception as err:  # a bug must not leave fetch waiting for the deadline
+                outcome = FetchError(f"the azure-kv provider failed: {type(err).__name__}")
             with lock:
                 results[item] = outcome
                 if len(results) == len(items):

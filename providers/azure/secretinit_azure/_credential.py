@@ -15,6 +15,8 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from secretinit import AccessDenied
+
 if TYPE_CHECKING:
     from azure.core.credentials import AccessToken, AccessTokenInfo, TokenRequestOptions
     from azure.identity import (
@@ -49,14 +51,22 @@ REFRESH_MARGIN = 300
 
 
 def make_credential(kind: str, environ: Mapping[str, str]) -> AnyCredential:
-    """The credential of ``kind`` (a key of :data:`CREDENTIALS`), configured from ``environ``."""
+    """The credential of ``kind`` (a key of :data:`CREDENTIALS`), configured from ``environ``.
+
+    Raises :class:`AccessDenied` when the credential lacks what it needs.
+    """
     import azure.identity
 
-    if kind == "managed-identity":
-        # DefaultAzureCredential reads AZURE_CLIENT_ID for a user-assigned
-        # identity; ManagedIdentityCredential alone only takes an argument.
-        return azure.identity.ManagedIdentityCredential(client_id=environ.get("AZURE_CLIENT_ID"))
-    credential: AnyCredential = getattr(azure.identity, CREDENTIALS[kind])()
+    try:
+        if kind == "managed-identity":
+            # DefaultAzureCredential reads AZURE_CLIENT_ID for a user-assigned
+            # identity; ManagedIdentityCredential alone only takes an argument.
+            client_id = environ.get("AZURE_CLIENT_ID")
+            return azure.identity.ManagedIdentityCredential(client_id=client_id)
+        credential: AnyCredential = getattr(azure.identity, CREDENTIALS[kind])()
+    except ValueError as err:
+        # WorkloadIdentityCredential, for one, refuses to be built without its variables.
+        raise AccessDenied(f"the {kind} credential cannot be used here: {err}") from None
     return credential
 
 

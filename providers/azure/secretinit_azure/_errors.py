@@ -55,6 +55,8 @@ def describe_error(err: Exception, what: str, vault_url: str, credential: str) -
     )
 
     where = f"{what} in {vault_url}"
+    if isinstance(err, FetchError):  # already ours (a credential that cannot be built)
+        return err
     if isinstance(err, ResourceNotFoundError):
         return SecretNotFound(f"{where} does not exist ({_code(err) or 'SecretNotFound'})")
     if isinstance(err, ClientAuthenticationError):

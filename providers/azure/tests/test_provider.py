@@ -76,6 +76,8 @@ BAD_REFERENCES = [
     ("azure-kv://a" + "b" * 24 + "/name", "not a Key Vault name"),
     ("azure-kv://my_vault.example/name", "not a valid Key Vault host"),
     ("azure-kv://host.example:99999/name", "not a valid Key Vault host"),
+    ("azure-kv://host..example/name", "not a valid Key Vault host"),
+    ("azure-kv://" + "a." * 60 + "_/name", "not a valid Key Vault host"),
     ("azure-kv://myvault/db_password", "1-127 letters, digits and hyphens"),
     ("azure-kv://myvault/" + "n" * 128, "1-127 letters, digits and hyphens"),
     ("azure-kv://myvault/name/v1", "not 32 hexadecimal digits"),
@@ -418,6 +420,29 @@ def test_default_credential_with_no_identity_configured(
     assert not result.transient
     assert "no token from the default credential" in str(result)
     assert "none of the 9 credentials it tries is configured here" in str(result)
+    assert fake_vault.tokens_issued == 0
+
+
+@pytest.mark.parametrize(
+    ("credential", "reason"),
+    [
+        ("workload-identity", "cannot be used here"),
+        ("environment", "EnvironmentCredential authentication unavailable"),
+    ],
+)
+def test_a_pinned_credential_without_its_variables(
+    fake_vault: FakeKeyVault, credential: str, reason: str
+) -> None:
+    fake_vault.set_secret("name", "value")
+    provider = AzureKeyVaultProvider("azure-kv", {**LOCAL, "credential": credential})
+    try:
+        result = fetch_one(provider, ref(fake_vault, "name"))
+    finally:
+        provider.close()
+    assert isinstance(result, AccessDenied)
+    assert not result.transient
+    assert credential in str(result)
+    assert reason in str(result)
     assert fake_vault.tokens_issued == 0
 
 
