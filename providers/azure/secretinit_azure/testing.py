@@ -193,13 +193,6 @@ class FakeKeyVault:
         with self.lock:
             self._faults[name] = _Fault(status, times, retry_after)
 
-    def reset_counts(self) -> None:
-        """Forget the requests and token counts seen so far."""
-        with self.lock:
-            self.tokens_issued = 0
-            self.identity_requests.clear()
-            self.requests.clear()
-
     def revoke_tokens(self) -> None:
         """Make every issued token invalid (the vault answers 401 to it)."""
         with self.lock:
