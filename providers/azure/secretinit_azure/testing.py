@@ -154,7 +154,6 @@ class FakeKeyVault:
         #: Seconds each vault response waits, to stand in for the network to a real vault.
         self.latency = 0.0
         self.lock = threading.Lock()
-        self.tokens_issued = 0
         #: Every token handed out, so that tests can search output for them.
         self.issued: list[str] = []
         self.identity_requests: list[dict[str, str]] = []
@@ -201,7 +200,13 @@ class FakeKeyVault:
     # Serving.
 
     @property
+    def tokens_issued(self) -> int:
+        """How many tokens the identity endpoint has handed out."""
+        return len(self.issued)
+
+    @property
     def port(self) -> int:
+        """The vault's port on 127.0.0.1 (it also answers as ``localhost``)."""
         return self._servers[0].server_address[1]
 
     @property
@@ -211,10 +216,12 @@ class FakeKeyVault:
 
     @property
     def vault_url(self) -> str:
+        """``https://127.0.0.1:PORT``, for a ``SecretClient``."""
         return f"https://{self.host}"
 
     @property
     def identity_endpoint(self) -> str:
+        """The managed identity endpoint's URL, for ``IDENTITY_ENDPOINT``."""
         return f"http://127.0.0.1:{self._servers[1].server_address[1]}/msi/token"
 
     def start(self) -> FakeKeyVault:
@@ -245,6 +252,7 @@ class FakeKeyVault:
     # What the handlers call.
 
     def issue_token(self, query: dict[str, str], header: str | None) -> tuple[int, dict[str, Any]]:
+        """(status, JSON body) of the identity endpoint for one token request."""
         with self.lock:
             self.identity_requests.append(query)
             if header != self.identity_header:
@@ -254,7 +262,6 @@ class FakeKeyVault:
             token = "fake-token-" + random_tokens.token_hex(16)
             self._tokens.add(token)
             self.issued.append(token)
-            self.tokens_issued += 1
         return 200, {
             "access_token": token,
             "expires_on": str(int(time.time()) + self.token_ttl),
