@@ -14,7 +14,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from secretinit import (
@@ -27,6 +27,7 @@ from secretinit import (
     Unreachable,
     select_key,
 )
+from secretinit_azure._bounded import run_bounded
 from secretinit_azure._credential import CREDENTIALS, SharedTokenCredential, make_credential
 from secretinit_azure._errors import describe_error, is_vault_wide
 from secretinit_azure._values import ENCODINGS, decode_value
@@ -134,7 +135,7 @@ class AzureKeyVaultProvider(Provider):
         # reason that is not the secret's own (no token, vault unreachable,
         # throttled), the rest of the vault's reads fail with it, untried.
         firsts = [reads_of_vault[0] for reads_of_vault in by_vault.values()]
-        outcomes = _run_bounded(self._read, firsts, self.concurrency, deadline)
+        outcomes = run_bounded(self._read, firsts, self.concurrency, deadline)
         rest = []
         for first in firsts:
             outcome = outcomes[first]
@@ -143,7 +144,7 @@ class AzureKeyVaultProvider(Provider):
                 outcomes.update(dict.fromkeys(others, outcome))
             else:
                 rest.extend(others)
-        outcomes.update(_run_bounded(self._read, rest, self.concurrency, deadline))
+        outcomes.update(run_bounded(self._read, rest, self.concurrency, deadline))
 
         results: dict[SecretRef, bytes | FetchError] = {}
         for read, read_refs in reads.items():
@@ -256,52 +257,3 @@ def _seconds(retry_after: str) -> float:
         return max(0.0, float(retry_after))
     except ValueError:
         return 1.0  # an HTTP date: rare for Key Vault; wait a little rather than parse it
-
-
-def _run_bounded(
-    work: Callable[[Any, float], Any], items: Sequence[Any], concurrency: int, deadline: float
-) -> dict[Any, Any]:
-    """``{item: work(item, deadline)}`` on at most ``concurrency`` threads, until the deadline.
-
-    Daemon threads rather than a ThreadPoolExecutor: the interpreter joins an
-    executor's threads at exit, so a hung SDK call would outlive ``--timeout``.
-    """
-    results: dict[Any, Any] = {}
-    if not items:
-        return results
-    if len(items) == 1:
-        # Alone (the first read of the only vault, most often), it runs here:
-        # a thread hand-off costs scheduler wake-ups on a busy machine. The
-        # SDK call is bounded by the deadline all the same; only a hung token
-        # request would outlast it, and the core stops waiting at its deadline.
-        return {items[0]: _guarded(work, items[0], deadline)}
-    pending = list(reversed(items))
-    lock = threading.Lock()
-    done = threading.Event()
-
-    def worker() -> None:
-        while True:
-            with lock:
-                if not pending:
-                    return
-                item = pending.pop()
-            outcome = _guarded(work, item, deadline)
-            with lock:
-                results[item] = outcome
-                if len(results) == len(items):
-                    done.set()
-
-    for _ in range(min(concurrency, len(items))):
-        threading.Thread(target=worker, name="secretinit-azure-kv", daemon=True).start()
-    done.wait(max(0.0, deadline - time.monotonic()))
-    with lock:
-        for item in items:
-            results.setdefault(item, Unreachable("no answer from Key Vault within the deadline"))
-        return dict(results)
-
-
-def _guarded(work: Callable[[Any, float], Any], item: Any, deadline: float) -> Any:
-    try:
-        return work(item, deadline)
-    except Exception as err:  # a bug must not leave fetch waiting for the deadline
-        return FetchError(f"the azure-kv provider failed: {type(err).__name__}")
