@@ -1,0 +1,1 @@
+"""Benchmark of the azure-kv provider: see __main__.py."""
