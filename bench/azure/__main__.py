@@ -121,7 +121,7 @@ def process_table(fake: dict[str, str], work: Path, runs: int, warmup: int) -> s
             ("secretinit fetch, 1 at a time", 1),
         ):
             config = work / f"config-{concurrency}.toml"
-            table = "[providers.azure-kv]\nverify_challenge_resource = false\n"
+            table = "[providers.azure]\nverify_challenge_resource = false\n"
             if concurrency:
                 table += f"concurrency = {concurrency}\n"
             config.write_text(table)

@@ -2,7 +2,7 @@
 
 ``VAULT`` is a vault name (``https://VAULT.vault.azure.net``) or a host
 (``myvault.vault.azure.cn``, a private endpoint's name, ``127.0.0.1:8443``).
-Credentials come from ``DefaultAzureCredential`` unless ``[providers.azure-kv]
+Credentials come from ``DefaultAzureCredential`` unless ``[providers.azure]
 credential`` pins one kind. Reads go through one ``SecretClient`` per vault,
 concurrently with a bound; see README.md for the options and errors.
 """
@@ -60,6 +60,7 @@ class AzureKeyVaultProvider(Provider):
     """Secrets of Azure Key Vault, read with ``azure-keyvault-secrets``."""
 
     reference_options = frozenset({"encoding"})
+    config_table = "azure"  # [providers.azure], as the other first-party tables are named
     config_options = frozenset(
         {"credential", "ca_bundle", "verify_challenge_resource", "concurrency"}
     )

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
         | AzureDeveloperCliCredential
     )
 
-# The values of [providers.azure-kv] credential, and the class each one pins.
+# The values of [providers.azure] credential, and the class each one pins.
 CREDENTIALS = {
     "default": "DefaultAzureCredential",
     "environment": "EnvironmentCredential",

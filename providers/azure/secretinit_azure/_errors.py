@@ -83,7 +83,7 @@ def describe_error(err: Exception, what: str, vault_url: str, credential: str) -
     if isinstance(err, ServiceRequestError | ServiceResponseError):
         if _certificate_error(err):
             return FetchError(
-                f"the TLS certificate of {vault_url} is not trusted: set [providers.azure-kv] "
+                f"the TLS certificate of {vault_url} is not trusted: set [providers.azure] "
                 "ca_bundle or REQUESTS_CA_BUNDLE to the CA that signed it"
             )
         return Unreachable(f"could not reach {vault_url}: {_transport_reason(err)}")
@@ -91,7 +91,7 @@ def describe_error(err: Exception, what: str, vault_url: str, credential: str) -
         return FetchError(
             f"{vault_url} asked for a token of another resource than its own domain; "
             "behind a private endpoint with a custom host name set "
-            "[providers.azure-kv] verify_challenge_resource = false"
+            "[providers.azure] verify_challenge_resource = false"
         )
     return FetchError(f"{where}: {type(err).__name__}: {_detail(err)}")
 

@@ -45,7 +45,7 @@ def write_config(tmp_path: Path) -> Path:
     config = tmp_path / "secretinit.toml"
     config.write_text(
         "# The fake answers on 127.0.0.1, outside Key Vault's domain.\n"
-        "[providers.azure-kv]\n"
+        "[providers.azure]\n"
         "verify_challenge_resource = false\n"
     )
     return config
