@@ -32,6 +32,7 @@ from bench._common import Contender, markdown_table, race, ratio, seconds, time_
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+EXEC_DIR = f"/dev/shm/secretinit-bench-{os.getpid()}"
 
 
 def tool(name: str) -> str:
@@ -54,7 +55,10 @@ def startup(runs: int) -> str:
         Contender("secretinit run, no secret", time_command([secretinit, "run", "--", "true"])),
         Contender(
             "secretinit run --exec, 1 secret",
-            time_command([secretinit, "run", "--exec", *env_file, "--", "true"], env),
+            # A fixed --dir: nothing would remove a fresh directory after an exec.
+            time_command(
+                [secretinit, "run", "--exec", "--dir", EXEC_DIR, *env_file, "--", "true"], env
+            ),
         ),
         Contender("python -I -c pass", time_command([sys.executable, "-I", "-c", "pass"])),
         Contender("tini -- true", time_command([tool("tini"), "--", "true"])),
@@ -139,6 +143,7 @@ def main() -> None:
     print(startup(runs))
     print(f"\n## Resident memory while the application sleeps (median of {samples})\n")
     print(memory(samples))
+    shutil.rmtree(EXEC_DIR, ignore_errors=True)
 
 
 if __name__ == "__main__":

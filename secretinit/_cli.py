@@ -213,6 +213,13 @@ def run(
             log("info", "no secrets declared: supervising the command only", event="no_secrets")
         env = child_environment(os.environ, start, resolution, directory)
         if exec_:
+            if directory is not None and directory.temporary:
+                log(
+                    "info",
+                    f"--exec leaves no process to remove {directory.path} after the command",
+                    event="directory_kept",
+                    dir=directory.path,
+                )
             _exec_command(list(command), env, start)
         supervisor = SupervisorOptions(list(command))
         supervisor.grace = settings_value(grace, settings.grace, DEFAULT_GRACE)

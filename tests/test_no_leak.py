@@ -93,7 +93,7 @@ COMMANDS = [
     ["run", "--config", "{good}", "--dir", "{dir}", "--", "true"],
     ["run", "--config", "{bad}", "--dir", "{dir}", "--", "true"],
     ["run", "--config", "{good}", "--env-file", "{env_file}", "--", "sh", "-c", "exit 3"],
-    ["run", "--config", "{good}", "--exec", "--", "true"],
+    ["run", "--config", "{good}", "--dir", "{dir}", "--exec", "--", "true"],
     ["fetch", "--config", "{good}", "--dir", "{dir}"],
     ["fetch", "--config", "{bad}", "--dir", "{dir}"],
     ["check", "--config", "{good}"],
