@@ -9,9 +9,9 @@
 # An application image starts FROM this one and sets its own CMD
 # (examples/image/Dockerfile).
 #
-# BASE_IMAGE needs python3 with its venv module (an official python:3.x-slim
-# has both). Both stages use it: the virtual environment refers to its
-# interpreter by path.
+# BASE_IMAGE needs python3 with its venv module, groupadd and useradd (an
+# official python:3.x-slim has all three; Alpine has no useradd). Both stages
+# use it: the virtual environment refers to its interpreter by path.
 ARG BASE_IMAGE=python:3.12-slim
 
 FROM ${BASE_IMAGE} AS builder

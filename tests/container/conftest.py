@@ -8,7 +8,6 @@ installed fails every test of the tier: it never skips.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import time
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ from tests.container.podman import (
     TierUnavailable,
     install_tools,
     provider_sets,
+    state_directory,
 )
 
 PROVIDER_SETS = provider_sets()
@@ -39,7 +39,9 @@ def podman() -> Podman:
         install_tools()
     except TierUnavailable as err:
         pytest.fail(str(err))
-    return Podman()
+    tier = Podman()
+    tier.prune()
+    return tier
 
 
 @pytest.fixture(scope="session")
@@ -129,9 +131,8 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     terminalreporter.section("container tier: images")
     for name, record in RECORDS.items():
         terminalreporter.write_line(f"{name}: {json.dumps(record, sort_keys=True)}")
-    state = os.environ.get("SECRETINIT_CONTAINER_STATE") or "/var/tmp/secretinit-container-tier"
     try:
-        Path(state, "records.json").write_text(
+        (state_directory() / "records.json").write_text(
             json.dumps({"time": time.time(), "images": RECORDS}, indent=2, sort_keys=True)
         )
     except OSError:

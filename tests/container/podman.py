@@ -54,7 +54,7 @@ BASE_REPOSITORY = "localhost/secretinit-tier-base"
 BASE_TRIM = ("usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale")
 BASE_EMPTY = ("var/cache/apt", "var/lib/apt/lists", "var/log")
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
-BASE_RECIPE_VERSION = 1  # bump when the recipe below changes in a way the key cannot see
+BASE_RECIPE_VERSION = 2  # bump when the recipe below changes in a way the key cannot see
 
 IMAGE_REPOSITORY = "localhost/secretinit-tier"
 APP_UID = 10001  # the Dockerfile's APP_UID default
@@ -237,6 +237,13 @@ class Podman:
             )
         return done
 
+    def prune(self) -> None:
+        """Drop untagged images over a day old: old build layers, kept from growing forever.
+
+        Younger ones stay: they are the build cache of the next runs (and of a
+        run going on beside this one)."""
+        self("image", "prune", "--force", "--filter", "until=24h", check=False, timeout=600)
+
     def exists(self, image: str) -> bool:
         """Whether ``image`` is in the store."""
         return self("image", "exists", image, check=False).returncode == 0
@@ -316,6 +323,9 @@ class Podman:
                 (rootfs / "etc/pip.conf").write_text(
                     "[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n"
                 )
+            # mkdtemp made it 0700, and the tarball's "." becomes the image's "/":
+            # a non-root user could reach nothing (overlay hides it, vfs not).
+            rootfs.chmod(0o755)
             partial = tarball.with_suffix(".tar.partial")
             subprocess.run(
                 ["tar", "-C", str(rootfs), "--numeric-owner", "-cf", str(partial), "."],
@@ -324,6 +334,9 @@ class Podman:
                 timeout=600,
             )
             partial.rename(tarball)
+            for stale in tarball.parent.glob("*.tar"):  # made by an older recipe
+                if stale != tarball:
+                    stale.unlink()
         finally:
             shutil.rmtree(rootfs, ignore_errors=True)
 
