@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from tests.container.podman import (
+    RECORDS,
     BuildFailed,
     Container,
     Image,
@@ -28,8 +29,6 @@ from tests.container.podman import (
 )
 
 PROVIDER_SETS = provider_sets()
-# What the tier measured, shown at the end of the run and kept in STATE/records.json.
-RECORDS: dict[str, dict[str, Any]] = {}
 
 
 @pytest.fixture(scope="session")

@@ -29,6 +29,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 PROGRAMS = Path(__file__).resolve().parent / "programs"
@@ -58,6 +59,10 @@ BASE_RECIPE_VERSION = 2  # bump when the recipe below changes in a way the key c
 
 IMAGE_REPOSITORY = "localhost/secretinit-tier"
 APP_UID = 10001  # the Dockerfile's APP_UID default
+
+# What the tier measured (image sizes, start-up, stop time), by provider set:
+# shown at the end of the run and kept in STATE/records.json.
+RECORDS: dict[str, dict[str, Any]] = {}
 
 BUILD_TIMEOUT = 1200.0
 COMMAND_TIMEOUT = 120.0

@@ -15,8 +15,15 @@ from typing import Any
 import pytest
 
 from conftest import assert_no_leak
-from tests.container.conftest import RECORDS
-from tests.container.podman import APP_UID, PROGRAMS, Container, Image, Podman, provider_schemes
+from tests.container.podman import (
+    APP_UID,
+    PROGRAMS,
+    RECORDS,
+    Container,
+    Image,
+    Podman,
+    provider_schemes,
+)
 from tests.container.podman import start as start_container
 
 pytestmark = pytest.mark.container
