@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +70,9 @@ def ids(status: dict[str, str], field: str) -> set[int]:
 
 
 @pytest.fixture(scope="session")
-def running(podman: Podman, image: Image, secrets_dir: Path, planted: dict[str, str]) -> Any:
+def running(
+    podman: Podman, image: Image, secrets_dir: Path, planted: dict[str, str]
+) -> Iterator[Container]:
     """The image as a user would run it: non-root, a tmpfs at /run/secretinit, two secrets."""
     container = start_container(
         podman,
