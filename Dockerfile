@@ -1,0 +1,67 @@
+# secretinit as the entrypoint of a production image.
+#
+#   docker build -t secretinit .                                       # core only
+#   docker build --build-arg PROVIDERS="vault aws" -t secretinit .     # some providers
+#   docker build --build-arg PROVIDERS=all -t secretinit .             # every provider
+#
+# The core brings the env-file and docker-secret providers; PROVIDERS names
+# directories under providers/ (each a secretinit-NAME distribution).
+# An application image starts FROM this one and sets its own CMD
+# (examples/image/Dockerfile).
+#
+# BASE_IMAGE needs python3 with its venv module, groupadd and useradd (an
+# official python:3.x-slim has all three; Alpine has no useradd). Both stages
+# use it: the virtual environment refers to its interpreter by path.
+ARG BASE_IMAGE=python:3.12-slim
+
+FROM ${BASE_IMAGE} AS builder
+ARG PROVIDERS=""
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY secretinit/ secretinit/
+COPY providers/ providers/
+# The core and the chosen providers, built from this checkout, into one
+# virtual environment; an unknown name fails the build. pip leaves the
+# environment afterwards: nothing installs at run time. Bytecode is compiled
+# here because the image's user cannot write __pycache__ beside the sources.
+RUN set -eu; \
+    if [ "$PROVIDERS" = all ]; then \
+        PROVIDERS=; \
+        for found in providers/*/pyproject.toml; do \
+            found=${found#providers/}; \
+            if [ -f "providers/$found" ]; then PROVIDERS="$PROVIDERS ${found%/pyproject.toml}"; fi; \
+        done; \
+    fi; \
+    set -- .; \
+    for name in $PROVIDERS; do \
+        if [ ! -f "providers/$name/pyproject.toml" ]; then \
+            echo "PROVIDERS: no provider '$name' (expected providers/$name/pyproject.toml)" >&2; \
+            exit 1; \
+        fi; \
+        set -- "$@" "./providers/$name"; \
+    done; \
+    python3 -m venv /opt/secretinit; \
+    /opt/secretinit/bin/pip install --no-cache-dir "$@"; \
+    /opt/secretinit/bin/pip uninstall --yes pip setuptools; \
+    /opt/secretinit/bin/secretinit providers
+
+FROM ${BASE_IMAGE}
+ARG APP_UID=10001
+# --no-log-init: with a high uid, lastlog and faillog would become sparse files of gigabytes.
+RUN groupadd --gid "$APP_UID" app \
+    && useradd --no-log-init --uid "$APP_UID" --gid app --home-dir /home/app --create-home \
+        --shell /usr/sbin/nologin app
+COPY --from=builder /opt/secretinit /opt/secretinit
+ENV PATH=/opt/secretinit/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1
+# Numeric, so that a runtime can tell that it is not root (Kubernetes runAsNonRoot).
+USER $APP_UID:$APP_UID
+WORKDIR /home/app
+# secretinit is PID 1: it writes the secret files (in /run/secretinit when a
+# tmpfs is mounted there, else in a private directory under /dev/shm), then
+# supervises the command, forwarding `docker stop`'s SIGTERM to it.
+ENTRYPOINT ["secretinit", "run", "--"]
+CMD ["secretinit", "providers"]
