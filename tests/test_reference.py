@@ -138,3 +138,18 @@ def test_any_reference_round_trips(
     if text != text.strip():
         return  # a location or key ending in whitespace cannot be written unescaped
     assert parse_reference(text) == ref
+
+
+@given(st.text(alphabet=st.sampled_from("%aZ9€é0fF8ECc")))
+def test_percent_decoding_matches_urllib(text: str) -> None:
+    from urllib.parse import unquote
+
+    from secretinit._reference import _unescape
+
+    try:
+        expected = unquote(text, errors="strict")
+    except UnicodeDecodeError:
+        with pytest.raises(BadReference, match="not UTF-8"):
+            _unescape(text, "key")
+        return
+    assert _unescape(text, "key") == expected

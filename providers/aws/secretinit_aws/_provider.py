@@ -20,7 +20,16 @@ import botocore.config
 import botocore.exceptions
 import botocore.session
 
-from secretinit import BadReference, ConfigError, FetchError, Provider, SecretRef, Unreachable
+from secretinit import (
+    BadReference,
+    ConfigError,
+    FetchError,
+    NotFound,
+    Provider,
+    SecretRef,
+    Unreachable,
+    select_key,
+)
 from secretinit_aws._errors import map_error
 
 if TYPE_CHECKING:
@@ -51,6 +60,8 @@ class AwsProvider(Provider):
     service: ClassVar[str]
     #: The store's name in messages ("Secrets Manager").
     store: ClassVar[str]
+    #: What one item of the store is called in messages ("secret", "parameter").
+    noun: ClassVar[str]
 
     def __init__(
         self,
@@ -186,6 +197,15 @@ class AwsProvider(Provider):
         with lock:
             pending.clear()  # workers still in a call take no further job
             return {key: results.get(key, late) for keys, _ in jobs for key in keys}
+
+    def pick_key(self, value: Outcome, ref: SecretRef) -> Outcome:
+        """``#KEY`` of a fetched JSON value, or the value (or error) as it is."""
+        if isinstance(value, FetchError) or ref.key is None:
+            return value
+        try:
+            return select_key(value, ref.key, f"{self.noun} {ref.location}")
+        except NotFound as err:
+            return err
 
     def error(self, error: BaseException, what: str = "") -> FetchError:
         """``error`` (raised by botocore) as secretinit's; ``what`` names the secret."""

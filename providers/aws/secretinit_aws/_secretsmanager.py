@@ -7,7 +7,7 @@ from typing import Any
 
 import botocore.exceptions
 
-from secretinit import AccessDenied, FetchError, NotFound, SecretRef, select_key
+from secretinit import AccessDenied, FetchError, NotFound, SecretRef
 from secretinit_aws._errors import TRANSIENT_CODES, map_aws_error, refuses_every_call
 from secretinit_aws._provider import (
     AwsProvider,
@@ -30,6 +30,7 @@ class SecretsManagerProvider(AwsProvider):
     reference_options = frozenset({"version-stage", "version-id"})
     service = "secretsmanager"
     store = "Secrets Manager"
+    noun = "secret"
 
     #: Set when the policy refuses BatchGetSecretValue (many grant only
     #: GetSecretValue): further batches of this run go one by one at once.
@@ -67,15 +68,7 @@ class SecretsManagerProvider(AwsProvider):
             client = self.client(self.region_of(read[0]), deadline)
             jobs.append(([read], self._single_job(client, [read], deadline)))
         values = self.run(jobs, deadline)
-        return {ref: self._pick(values[read], ref) for ref, read in reads.items()}
-
-    def _pick(self, value: Outcome, ref: SecretRef) -> Outcome:
-        if isinstance(value, FetchError) or ref.key is None:
-            return value
-        try:
-            return select_key(value, ref.key, f"secret {ref.location}")
-        except NotFound as err:
-            return err
+        return {ref: self.pick_key(values[read], ref) for ref, read in reads.items()}
 
     def _batch_job(
         self, client: Any, ids: list[str], deadline: float

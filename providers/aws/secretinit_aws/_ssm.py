@@ -7,7 +7,7 @@ from typing import Any
 
 import botocore.exceptions
 
-from secretinit import BadReference, FetchError, NotFound, SecretRef, select_key
+from secretinit import BadReference, FetchError, NotFound, SecretRef
 from secretinit_aws._errors import refuses_every_call
 from secretinit_aws._provider import AwsProvider, Job, Outcome, chunks, deadline_passed
 
@@ -24,6 +24,7 @@ class ParameterStoreProvider(AwsProvider):
     reference_options = frozenset({"version"})
     service = "ssm"
     store = "Parameter Store"
+    noun = "parameter"
 
     def check_reference(self, ref: SecretRef) -> None:
         """A hierarchical name starts with ``/``; ``?version`` is a positive integer."""
@@ -60,15 +61,7 @@ class ParameterStoreProvider(AwsProvider):
             for batch in chunks(region_reads, BATCH_SIZE):
                 jobs.append((batch, self._batch_job(client, batch, deadline)))
         values = self.run(jobs, deadline)
-        return {ref: self._pick(values[read], ref) for ref, read in reads.items()}
-
-    def _pick(self, value: Outcome, ref: SecretRef) -> Outcome:
-        if isinstance(value, FetchError) or ref.key is None:
-            return value
-        try:
-            return select_key(value, ref.key, f"parameter {ref.location}")
-        except NotFound as err:
-            return err
+        return {ref: self.pick_key(values[read], ref) for ref, read in reads.items()}
 
     def _batch_job(
         self, client: Any, reads: list[Read], deadline: float
