@@ -22,11 +22,26 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import sys
 from pathlib import Path
 
 from bench._common import Contender, markdown_table, race, ratio, seconds
 from tests.container.podman import PROGRAMS, Image, Podman, install_tools, provider_sets
+
+HEADER = """# Image sizes and start-up inside the container
+
+Produced by (as root, from the repository root; the first run also makes the
+container tier's base image, 1 to 2 minutes):
+
+    uv run python -m bench.image --output bench/image/RESULTS.md
+
+The images are built from this checkout on the tier's local Debian bookworm
+base (no registry is reachable here, so not on `python:3.12-slim`); what
+secretinit and each provider add ("added to the base") does not depend on
+the base. Load average when the run ended: {load:.2f} (2 cores).
+
+"""
 
 
 def megabytes(size: int) -> str:
@@ -155,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join(out) + "\n"
     sys.stdout.write(text)
     if args.output is not None:
-        args.output.write_text(text)
+        args.output.write_text(HEADER.format(load=os.getloadavg()[0]) + text)
     return 0
 
 
