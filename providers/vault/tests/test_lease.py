@@ -12,16 +12,21 @@ from secretinit import SecretRef
 from .conftest import RespFake, secret_id
 
 
-def test_dynamic_credentials_keep_their_login_token(
-    bao: Any, approle: str, redis_fake: RespFake, home: Path
-) -> None:
+def approle_files(bao: Any, approle: str, home: Path) -> dict[str, str]:
+    """[providers.vault] for an AppRole login with its ids in files, as Docker secrets are."""
     (home / "role_id").write_text(approle)
     (home / "secret_id").write_text(secret_id(bao))
-    options = {
+    return {
         "auth": "approle",
         "role_id_file": str(home / "role_id"),
         "secret_id_file": str(home / "secret_id"),
     }
+
+
+def test_dynamic_credentials_keep_their_login_token(
+    bao: Any, approle: str, redis_fake: RespFake, home: Path
+) -> None:
+    options = approle_files(bao, approle, home)
     refs = [
         SecretRef("vault", "database/creds/app", "username"),
         SecretRef("vault", "database/creds/app", "password"),
@@ -62,13 +67,7 @@ def test_dynamic_credentials_keep_their_login_token(
 def test_a_failed_start_revokes_its_dynamic_credentials(
     bao: Any, approle: str, redis_fake: RespFake, home: Path
 ) -> None:
-    (home / "role_id").write_text(approle)
-    (home / "secret_id").write_text(secret_id(bao))
-    options = {
-        "auth": "approle",
-        "role_id_file": str(home / "role_id"),
-        "secret_id_file": str(home / "secret_id"),
-    }
+    options = approle_files(bao, approle, home)
     ref = SecretRef("vault", "database/creds/app", "username")
     provider = bao.provider(bao.environ(home), options)
     before = bao.accessors()
