@@ -6,7 +6,6 @@ Kept at the root so that ``tests/`` and ``providers/*/tests/`` both see them.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterable, Mapping
@@ -17,25 +16,6 @@ import pytest
 ROOT = Path(__file__).resolve().parent
 PROCESS_TIMEOUT = 60
 REQUIRE_ROOT_VARIABLE = "SECRETINIT_TESTS_REQUIRE_ROOT"
-
-
-def free_port(pair: bool = False) -> int:
-    """A free TCP port on 127.0.0.1; with ``pair``, one whose successor is free too
-    (OpenBao's dev server also binds P+1)."""
-    for _ in range(200):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port: int = probe.getsockname()[1]
-        if not pair:
-            return port
-        if port < 65535:
-            with socket.socket() as second:
-                try:
-                    second.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
-            return port
-    raise RuntimeError("no free port pair found")
 
 
 def secretinit_executable() -> str:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import socket
 import threading
 import time
 import uuid
@@ -36,6 +35,8 @@ from moto.moto_server.werkzeug_app import (
 )
 from moto.server import ThreadedMotoServer
 from werkzeug.serving import make_server
+
+from secretinit.testing.ports import free_port
 
 REGION = "us-east-1"
 OTHER_REGION = "eu-west-1"
@@ -262,7 +263,4 @@ def ssm(aws_server: AwsServer) -> Any:
 @pytest.fixture
 def closed_port() -> int:
     """A loopback port nothing listens on: connections to it are refused."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
+    return free_port()

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from secretinit_azure.testing import Certificates, FakeKeyVault, make_certificates
 
-from conftest import free_port
+from secretinit.testing.ports import free_port
 
 # Variables through which azure-identity would find a real identity, or a
 # real CA bundle: none may leak in from the machine running the tests.

@@ -13,7 +13,6 @@ import pytest
 from secretinit_azure import AzureKeyVaultProvider, vault_url
 from secretinit_azure.testing import FakeKeyVault
 
-from conftest import free_port
 from secretinit import (
     AccessDenied,
     BadReference,
@@ -24,6 +23,7 @@ from secretinit import (
     Unreachable,
     parse_reference,
 )
+from secretinit.testing.ports import free_port
 
 pytestmark = pytest.mark.usefixtures("azure_env")
 LOCAL = {"verify_challenge_resource": False}

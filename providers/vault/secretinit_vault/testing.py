@@ -12,7 +12,6 @@ import os
 import re
 import secrets
 import signal
-import socket
 import ssl
 import subprocess
 import time
@@ -21,6 +20,8 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+
+from secretinit.testing.ports import free_port
 
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 5.0
@@ -38,21 +39,6 @@ def bao_binary() -> str:
     return path
 
 
-def free_port_pair() -> int:
-    """A port P on 127.0.0.1 with P+1 free too: the dev server binds its cluster port there."""
-    for _ in range(200):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port: int = probe.getsockname()[1]
-        with socket.socket() as second:
-            try:
-                second.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free port pair found")
-
-
 class DevServer:
     """``bao server -dev`` on a free loopback port, with a random root token.
 
@@ -67,7 +53,7 @@ class DevServer:
         *,
         tls: bool = False,
         config: str | None = None,
-        pick_port: Callable[[], int] = free_port_pair,
+        pick_port: Callable[[], int] = lambda: free_port(pair=True),
     ) -> None:
         self.workdir = workdir
         self.pick_port = pick_port

@@ -19,7 +19,7 @@ import pytest
 from secretinit_vault import VaultProvider
 from secretinit_vault.testing import DevServer
 
-from conftest import free_port
+from secretinit.testing.ports import free_port
 
 READER_POLICY = """
 path "secret/data/*"        { capabilities = ["read"] }
