@@ -206,7 +206,7 @@ def run(
             raise UsageError("--cleanup needs the supervisor, so it cannot be used with --exec")
         with start:
             resolution = resolve_all(start)
-            directory = write_all(start, resolution, options["directory"])
+            directory = write_all(start, resolution)
         if start.declaration.secrets:
             summarize(start, resolution, directory)
         else:
@@ -246,7 +246,7 @@ def fetch(user: str | None, **options: Any) -> None:
         start = _prepare(options, user)
         with start:
             resolution = resolve_all(start)
-            directory = write_all(start, resolution, options["directory"])
+            directory = write_all(start, resolution)
         summarize(start, resolution, directory)
 
 

@@ -58,6 +58,7 @@ class Start:
     providers: dict[str, Provider]
     identity: Identity
     timeout: float
+    directory: str | None  # --dir, else [defaults] dir; None: the default directory
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -105,9 +106,14 @@ def prepare(options: StartOptions, environ: Mapping[str, str], registry: Provide
     identity = resolve_identity(user) if user else current_identity()
     if os.geteuid() != 0 and not identity.is_current:
         raise UsageError(f"--user {user} needs root: secretinit runs as uid {os.geteuid()}")
-    timeout = options.timeout if options.timeout is not None else settings.timeout
     providers = build_providers(declaration, registry, environ)
-    return Start(declaration, providers, identity, DEFAULT_TIMEOUT if timeout is None else timeout)
+    return Start(
+        declaration,
+        providers,
+        identity,
+        timeout=settings_value(options.timeout, settings.timeout, DEFAULT_TIMEOUT),
+        directory=settings_value(options.dir, settings.dir, None),
+    )
 
 
 def build_providers(
@@ -184,14 +190,12 @@ def files_to_write(declaration: Declaration, resolution: Resolution) -> list[Sec
     ]
 
 
-def write_all(
-    start: Start, resolution: Resolution, requested_dir: str | None
-) -> SecretDirectory | None:
+def write_all(start: Start, resolution: Resolution) -> SecretDirectory | None:
     """Write the files into a private directory; None when there is nothing to write."""
     files = files_to_write(start.declaration, resolution)
     if not files:
         return None
-    directory = open_secret_directory(requested_dir or start.declaration.settings.dir, start.owner)
+    directory = open_secret_directory(start.directory, start.owner)
     try:
         write_secret_files(directory, files, start.owner)
     finally:

@@ -15,6 +15,8 @@ from conftest import secretinit_executable
 TESTS = Path(__file__).resolve().parent
 SIGNAL_CHILD = str(TESTS / "programs" / "signal_child.py")
 LINE_TIMEOUT = 20.0
+# Runs the rest of the command line as PID 1 of a new PID namespace.
+PID_NAMESPACE = ("unshare", "--pid", "--fork", "--mount-proc", "--kill-child")
 
 
 class Running:
@@ -32,7 +34,7 @@ class Running:
         full_env.update(env or {})
         argv = [secretinit_executable(), *args]
         if pid_namespace:
-            argv = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child", *argv]
+            argv = [*PID_NAMESPACE, *argv]
         self.pid_namespace = pid_namespace
         self.process = subprocess.Popen(  # type: ignore[call-overload]
             argv,
@@ -122,4 +124,4 @@ def uids_of(pid: int) -> tuple[int, int]:
     raise LookupError(pid)
 
 
-__all__ = ["SIGNAL_CHILD", "Running", "signal", "uids_of", "zombies_of"]
+__all__ = ["PID_NAMESPACE", "SIGNAL_CHILD", "Running", "signal", "uids_of", "zombies_of"]

@@ -22,7 +22,7 @@ from click.testing import CliRunner
 
 from conftest import run_secretinit
 from secretinit._cli import cli
-from tests.processes import SIGNAL_CHILD, Running, uids_of, zombies_of
+from tests.processes import PID_NAMESPACE, SIGNAL_CHILD, Running, uids_of, zombies_of
 
 NOBODY = 65534
 FORWARDED = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGWINCH")
@@ -39,11 +39,7 @@ def run_plain(*command: str, pid_namespace: bool = False) -> subprocess.Complete
 
         return subprocess.run(
             [
-                "unshare",
-                "--pid",
-                "--fork",
-                "--mount-proc",
-                "--kill-child",
+                *PID_NAMESPACE,
                 secretinit_executable(),
                 *args,
             ],
