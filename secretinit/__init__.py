@@ -1,7 +1,8 @@
 """secretinit: fetch secrets into private files, then run and supervise the application.
 
 This module is what a provider author imports: the :class:`Provider` base
-class, :class:`SecretRef`, the error family and :func:`select_key`. It pulls in
+class, :class:`SecretRef`, the error family, :func:`select_key` and
+:func:`run_bounded` (the one runner for a batch's concurrent requests). It pulls in
 no third-party package, so importing it costs a provider nothing.
 """
 
@@ -18,12 +19,14 @@ from secretinit._errors import (
 )
 from secretinit._provider import FetchResult, Provider, encode_value, select_key
 from secretinit._reference import SecretRef, parse_reference
+from secretinit._runner import Cancel, run_bounded
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AccessDenied",
     "BadReference",
+    "Cancel",
     "ConfigError",
     "FetchError",
     "FetchResult",
@@ -37,5 +40,6 @@ __all__ = [
     "__version__",
     "encode_value",
     "parse_reference",
+    "run_bounded",
     "select_key",
 ]
