@@ -86,6 +86,18 @@ class Unreachable(FetchError):
     kind = "unreachable"
 
 
+class NotChecked(FetchError):
+    """``secretinit check`` did not try this secret, on purpose.
+
+    A provider returns it when trying would consume what the real start
+    needs (a response-wrapped or single-use credential): the message says what
+    was checked instead and what was not tried. ``check`` reports it without
+    failing; a real start never sees it.
+    """
+
+    kind = "not checked"
+
+
 class WriteFailed(SecretInitError):
     """A secret file or the secret directory could not be written."""
 

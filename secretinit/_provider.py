@@ -37,6 +37,11 @@ class Provider(abc.ABC):
     #: Variables holding this provider's own credentials (``VAULT_TOKEN``): the
     #: core removes them from the application's environment.
     credential_variables: ClassVar[frozenset[str]] = frozenset()
+    #: True when the run is ``secretinit check``, set by the core before
+    #: :meth:`fetch`. A check must never consume what the real start needs:
+    #: a provider whose login is single-use (a wrapped secret id) checks what
+    #: it can without using it and returns :class:`NotChecked` for the rest.
+    checking: bool = False
 
     def __init__(
         self,

@@ -99,6 +99,18 @@ class SupervisorOptions:
         self.remove_dir = False
 
 
+def program_argv(*args: str) -> list[str]:
+    """The command line that runs secretinit's own CLI with ``args`` (a refresh run, ...).
+
+    With :func:`supervisor_argv`, the only place that knows how secretinit
+    executes itself: a self-contained bundle (``sys.frozen``) is its own
+    executable; the Python form runs the package with the same interpreter.
+    """
+    if getattr(sys, "frozen", False):
+        return [sys.executable, *args]
+    return [sys.executable, "-I", "-m", "secretinit", *args]
+
+
 def supervisor_argv(options: SupervisorOptions) -> list[str]:
     """The ``python -I -S -B _supervisor.py ...`` command line for ``options``."""
     argv = [sys.executable, "-I", "-S", "-B", os.path.abspath(__file__)]

@@ -343,3 +343,14 @@ def test_exec_replaces_secretinit() -> None:
         running.kill()
     assert int(line.split()[1]) == running.pid
     assert status == 4
+
+
+def test_program_argv_runs_this_secretinit() -> None:
+    from secretinit import __version__
+    from secretinit._supervisor import program_argv
+
+    argv = program_argv("--version")
+    assert argv[0] == sys.executable
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert __version__ in done.stdout
