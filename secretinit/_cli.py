@@ -255,10 +255,13 @@ def fetch(user: str | None, **options: Any) -> None:
 def check(**options: Any) -> None:
     """Resolve every secret and say where it comes from; write nothing, print no value.
 
-    Exits 0 when every required secret resolves, 69 otherwise.
+    A secret behind a single-use credential (a wrapped secret id) is not
+    fetched, so that the real start can still use it: it shows as "not
+    checked". Exits 0 when every required secret resolves or was not
+    checked, 69 otherwise.
     """
     with _Reporting(options):
-        start = _prepare(options, None)
+        start = _prepare(options, None, checking=True)
         with start:
             resolution = resolve(start.declaration.secrets, start.providers, start.timeout)
         specs = start.declaration.secrets
@@ -267,6 +270,8 @@ def check(**options: Any) -> None:
             if spec.name in resolution.values:
                 size = len(resolution.values[spec.name])
                 status = f"ok ({size} byte{'s' if size != 1 else ''})"
+            elif spec.name in resolution.unchecked:
+                status = f"not checked: {resolution.unchecked[spec.name]}"
             elif spec.name in resolution.skipped:
                 status = f"skipped (optional): {resolution.skipped[spec.name]}"
             else:
@@ -292,7 +297,7 @@ def list_providers() -> None:
             click.echo(f"{scheme:<14} not installed (pip install {distribution})")
 
 
-def _prepare(options: dict[str, Any], user: str | None) -> Start:
+def _prepare(options: dict[str, Any], user: str | None, checking: bool = False) -> Start:
     return prepare(
         StartOptions(
             config=options["config"],
@@ -300,6 +305,7 @@ def _prepare(options: dict[str, Any], user: str | None) -> Start:
             dir=options["directory"],
             user=user,
             timeout=options["timeout"],
+            checking=checking,
         ),
         os.environ,
         ProviderRegistry(),

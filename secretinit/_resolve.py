@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from secretinit._declaration import SecretSpec
-from secretinit._errors import FetchError, Unreachable
+from secretinit._errors import FetchError, NotChecked, Unreachable
 from secretinit._log import REDACTOR, log
 from secretinit._provider import Provider
 from secretinit._reference import SecretRef
@@ -33,6 +33,8 @@ class Resolution:
     values: dict[str, bytes] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
+    #: Secrets ``check`` did not try on purpose (a single-use credential), with why.
+    unchecked: dict[str, str] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
 
     def report_line(self, spec: SecretSpec, reason: str) -> str:
@@ -60,7 +62,9 @@ def resolve(
         if spec.ref is None:
             continue
         result = results[spec.ref]
-        if isinstance(result, FetchError):
+        if isinstance(result, NotChecked):
+            resolution.unchecked[spec.name] = _reason(result)
+        elif isinstance(result, FetchError):
             _record_failure(resolution, spec, f"{result.kind}: {_reason(result)}")
         else:
             REDACTOR.register(result)
@@ -91,6 +95,9 @@ def _render(resolution: Resolution, spec: SecretSpec) -> None:
     assert spec.template is not None
     mapping: dict[str, str] = {}
     for name in spec.template_names:
+        if name in resolution.unchecked:
+            resolution.unchecked[spec.name] = f"uses secret {name}, which was not checked"
+            return
         if name not in resolution.values:
             _record_failure(resolution, spec, f"needs secret {name}, which was not resolved")
             return

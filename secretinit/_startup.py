@@ -48,6 +48,7 @@ class StartOptions:
     dir: str | None = None
     user: str | None = None
     timeout: float | None = None
+    checking: bool = False  # secretinit check: providers consume no single-use credential
 
 
 @dataclass
@@ -107,6 +108,8 @@ def prepare(options: StartOptions, environ: Mapping[str, str], registry: Provide
     if os.geteuid() != 0 and not identity.is_current:
         raise UsageError(f"--user {user} needs root: secretinit runs as uid {os.geteuid()}")
     providers = build_providers(declaration, registry, environ)
+    for provider in providers.values():
+        provider.checking = options.checking
     return Start(
         declaration,
         providers,
@@ -166,6 +169,12 @@ def resolve_all(start: Start) -> Resolution:
             problem = _value_export_problem(resolution.values[spec.name])
             if problem:
                 resolution.failures[spec.name] = resolution.report_line(spec, problem)
+    if resolution.unchecked:  # only check may leave a secret untried; a start never does
+        specs = {spec.name: spec for spec in start.declaration.secrets}
+        for name, reason in resolution.unchecked.items():
+            resolution.failures[name] = resolution.report_line(
+                specs[name], f"not fetched: {reason}"
+            )
     if resolution.failures:
         raise SecretsUnavailable(resolution.failures.values())
     return resolution

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from secretinit import FetchError, NotFound, Provider, SecretRef, Unreachable
+from secretinit import FetchError, NotChecked, NotFound, Provider, SecretRef, Unreachable
 from secretinit._declaration import SecretSpec
 from secretinit._provider import FetchResult
 from secretinit._resolve import fetch_with_retries, resolve
@@ -191,3 +191,57 @@ def test_retry_count_is_bounded_by_the_deadline(flaky: int) -> None:
     assert result[SecretRef("s", "a")] == b"A"
     assert len(provider.calls) == flaky + 1
     assert not isinstance(result[SecretRef("s", "a")], FetchError)
+
+
+class SingleUse(Provider):
+    """Answers only when it may consume its credential (not during ``check``)."""
+
+    def fetch(self, refs: Sequence[SecretRef], timeout: float) -> FetchResult:
+        if self.checking:
+            return dict.fromkeys(refs, NotChecked("the secret id is single-use: not unwrapped"))
+        return dict.fromkeys(refs, b"value")
+
+
+def test_a_secret_not_checked_is_neither_a_value_nor_a_failure() -> None:
+    provider = SingleUse("once", {}, {})
+    provider.checking = True
+    specs = [spec("A", "once://a"), spec("URL", template="x${A}")]
+    resolution = resolve(specs, {"once": provider}, timeout=5)
+    assert resolution.values == {}
+    assert resolution.failures == {}
+    assert resolution.unchecked == {
+        "A": "the secret id is single-use: not unwrapped",
+        "URL": "uses secret A, which was not checked",
+    }
+
+
+def test_a_start_never_passes_a_secret_that_was_not_checked() -> None:
+    from secretinit._declaration import Declaration
+    from secretinit._errors import SecretsUnavailable
+    from secretinit._identity import current_identity
+    from secretinit._startup import Start, resolve_all
+
+    provider = SingleUse("once", {}, {})
+    provider.checking = True  # as if a provider returned NotChecked outside check
+    start = Start(
+        Declaration([spec("A", "once://a")]), {"once": provider}, current_identity(), 5, None
+    )
+    with pytest.raises(SecretsUnavailable, match="not fetched: the secret id is single-use"):
+        resolve_all(start)
+
+
+@pytest.mark.parametrize("checking", [True, False])
+def test_prepare_tells_providers_whether_the_run_is_a_check(checking: bool) -> None:
+    from secretinit._registry import ProviderRegistry
+    from secretinit._startup import StartOptions, prepare
+
+    start = prepare(
+        StartOptions(checking=checking),
+        {"A": "env-file://dev.env#A", "B": "docker-secret://b"},
+        ProviderRegistry(),
+    )
+    with start:
+        assert {s: p.checking for s, p in start.providers.items()} == {
+            "env-file": checking,
+            "docker-secret": checking,
+        }
