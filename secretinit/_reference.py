@@ -63,6 +63,8 @@ def _unescape(part: str, what: str) -> str:
     def decode(run: re.Match[str]) -> str:
         return bytes.fromhex(run.group(0).replace("%", "")).decode("utf-8")
 
+    if "%" not in part:
+        return part  # the usual case, without a regex
     try:
         return _ESCAPES.sub(decode, part)
     except UnicodeDecodeError:
@@ -73,6 +75,21 @@ def reference_scheme(value: str) -> str | None:
     """The scheme ``value`` starts with (``vault`` in ``vault://...``), if any."""
     match = SCHEME_PATTERN.match(value)
     return match.group(1) if match else None
+
+
+def written_scheme(value: str) -> tuple[str, str] | None:
+    """``(scheme, separator)`` of a value shaped like a mistyped reference, if it is one.
+
+    Looser than a reference: any case, ``_`` allowed, one to three slashes
+    (``Vault://``, ``aws_sm://``, ``vault:/x``), so that a near miss of a
+    known scheme can be refused instead of passed to the application as its
+    value. A value with no ``:/`` costs one substring test.
+    """
+    if ":/" not in value:
+        return None
+    # Compiled (and cached by re) on first use: most starts never need it.
+    match = re.match(r"([A-Za-z][A-Za-z0-9+._-]*)(:/{1,3})", value)
+    return (match.group(1), match.group(2)) if match else None
 
 
 def parse_reference(text: str) -> SecretRef:
