@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
-from secretinit._errors import BadReference, ConfigError
+from secretinit._errors import BadReference, ConfigError, unreadable
 from secretinit._reference import SecretRef, parse_reference, reference_scheme, written_scheme
 from secretinit._suggest import closest, did_you_mean
 
@@ -123,7 +123,15 @@ class Declaration:
 
     def schemes(self) -> list[str]:
         """The schemes the declared references use, in first-use order."""
-        return list(dict.fromkeys(s.ref.scheme for s in self.secrets if s.ref is not None))
+        return list(self.by_scheme())
+
+    def by_scheme(self) -> dict[str, list[SecretSpec]]:
+        """The referenced secrets by the scheme of their reference, in first-use order."""
+        found: dict[str, list[SecretSpec]] = {}
+        for spec in self.secrets:
+            if spec.ref is not None:
+                found.setdefault(spec.ref.scheme, []).append(spec)
+        return found
 
     def place(self, *keys: str) -> str | None:
         """``file:line`` of ``keys`` (or of their nearest written parent) in the config file."""
@@ -318,18 +326,11 @@ def _open_config(path: str, problems: list[str]) -> ConfigReader:
     import os
     import tomllib
 
-    shown = os.path.abspath(path)
     try:
         with open(path, "rb") as stream:
             raw = stream.read()
-    except FileNotFoundError:
-        raise ConfigError(f"config file {shown} does not exist") from None
-    except PermissionError:
-        raise ConfigError(f"config file {shown} is not readable: permission denied") from None
-    except IsADirectoryError:
-        raise ConfigError(f"config file {shown} is a directory") from None
     except OSError as err:
-        raise ConfigError(f"config file {shown} could not be read: {err.strerror}") from None
+        raise ConfigError(f"config file {unreadable(os.path.abspath(path), err)}") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:

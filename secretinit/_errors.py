@@ -24,6 +24,17 @@ EXIT_CANNOT_EXECUTE = 126  # the command exists but could not be executed
 EXIT_NOT_FOUND = 127  # the command was not found
 
 
+def unreadable(path: str, error: OSError) -> str:
+    """Why ``path`` could not be read, in words: ``PATH does not exist``, ..."""
+    if isinstance(error, FileNotFoundError):
+        return f"{path} does not exist"
+    if isinstance(error, IsADirectoryError):
+        return f"{path} is a directory"
+    if isinstance(error, PermissionError):
+        return f"{path} is not readable: permission denied"
+    return f"{path} could not be read: {error.strerror or type(error).__name__}"
+
+
 class SecretInitError(Exception):
     """Base of every error secretinit reports; the message never holds a value."""
 

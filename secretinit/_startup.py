@@ -20,6 +20,7 @@ from secretinit._errors import (
     SecretsUnavailable,
     UnknownScheme,
     UsageError,
+    unreadable,
 )
 from secretinit._identity import Identity, current_identity, resolve_identity
 from secretinit._log import log
@@ -151,14 +152,8 @@ def check_env_file(path: str | None, origin: str) -> str | None:
     try:
         with open(absolute, "rb"):
             pass
-    except FileNotFoundError:
-        raise UsageError(f"{given}: {absolute} does not exist") from None
-    except IsADirectoryError:
-        raise UsageError(f"{given}: {absolute} is a directory, not a .env file") from None
-    except PermissionError:
-        raise UsageError(f"{given}: {absolute} is not readable: permission denied") from None
     except OSError as err:
-        raise UsageError(f"{given}: {absolute} could not be read: {err.strerror}") from None
+        raise UsageError(f"{given}: {unreadable(absolute, err)}") from None
     return absolute
 
 
@@ -198,11 +193,7 @@ def check_declared_references(declaration: Declaration, registry: ProviderRegist
     values; its references cannot be checked further, which is said once.
     """
     problems = declaration.problems
-    by_scheme: dict[str, list[SecretSpec]] = {}
-    for spec in declaration.secrets:
-        if spec.ref is not None:
-            by_scheme.setdefault(spec.ref.scheme, []).append(spec)
-    for scheme, specs in by_scheme.items():
+    for scheme, specs in declaration.by_scheme().items():
         try:
             cls = registry.load(scheme)
         except UnknownScheme as err:
@@ -266,11 +257,7 @@ def build_providers(
     problems = declaration.problems
     providers: dict[str, Provider] = {}
     tables: set[str] = set()
-    specs_of: dict[str, list[SecretSpec]] = {}
-    for spec in declaration.secrets:
-        if spec.ref is not None:
-            specs_of.setdefault(spec.ref.scheme, []).append(spec)
-    for scheme, specs in specs_of.items():
+    for scheme, specs in declaration.by_scheme().items():
         try:
             cls = registry.load(scheme)
         except UnknownScheme as err:

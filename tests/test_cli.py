@@ -470,12 +470,16 @@ def test_third_party_provider_through_entry_points(tmp_path: Path) -> None:
     assert result.stdout == "QUIET", result.stderr
 
 
-def test_known_provider_not_installed_names_its_distribution(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@pytest.fixture
+def fake_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first-party scheme, ``fake-store``, whose distribution is not installed."""
     from secretinit._registry import KNOWN
 
     monkeypatch.setitem(KNOWN, "fake-store", ("secretinit-fake", "secretinit_fake_absent:Fake"))
+
+
+@pytest.mark.usefixtures("fake_store")
+def test_known_provider_not_installed_names_its_distribution() -> None:
     result = CliRunner().invoke(cli, ["run", "--", "true"], env={"X": "fake-store://x"})
     assert result.exit_code == 78
     assert (
@@ -629,13 +633,9 @@ def test_env_file_does_not_hide_errors_of_the_production_config(tmp_path: Path) 
     assert f"vault://secret/app#a via env-file://{tmp_path}/dev.env#A" in result.stdout
 
 
-def test_env_file_needs_no_provider_of_the_production_stores(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+@pytest.mark.usefixtures("fake_store")
+def test_env_file_needs_no_provider_of_the_production_stores(tmp_path: Path) -> None:
     """Issue 14, item 5: a declared store whose provider is not installed here is fine."""
-    from secretinit._registry import KNOWN
-
-    monkeypatch.setitem(KNOWN, "fake-store", ("secretinit-fake", "secretinit_fake_absent:Fake"))
     env_file = tmp_path / "dev.env"
     env_file.write_text("X=x-value\n")
     result = CliRunner().invoke(
