@@ -768,3 +768,20 @@ def test_exec_without_secrets_does_not_claim_to_supervise() -> None:
     assert result.returncode == 0, result.stderr
     assert "no secrets declared: running the command only" in result.stderr
     assert "supervising" not in result.stderr
+
+
+def test_a_user_of_the_config_is_a_config_problem_at_its_line(tmp_path: Path) -> None:
+    """A bad --user is a bad command line (2); the same in [defaults] is a config problem (78)."""
+    (tmp_path / "c.toml").write_text(
+        '[defaults]\nuser = "no-such-user-xyz"\ngroup = "no-such-group-xyz"\n'
+        '[secrets.A]\nfrom = "docker-secret://a"\n'
+    )
+    result = run_secretinit(["check", "--config", "c.toml"], cwd=tmp_path)
+    assert result.returncode == 78, result.stderr
+    assert "c.toml:2: [defaults] user 'no-such-user-xyz': no user named" in result.stderr
+    result = run_secretinit(["run", "--user", "no-such-user-xyz", "--", "true"], cwd=tmp_path)
+    assert result.returncode == 2
+    (tmp_path / "c.toml").write_text('[defaults]\ngroup = "no-such-group-xyz"\n')
+    result = run_secretinit(["check", "--config", "c.toml"], cwd=tmp_path)
+    assert result.returncode == 78, result.stderr
+    assert "c.toml:2: [defaults] group: no group named 'no-such-group-xyz'" in result.stderr
