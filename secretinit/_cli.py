@@ -350,6 +350,7 @@ def check(**options: Any) -> None:
             resolution = resolve(start.declaration.secrets, start.providers, start.timeout)
         specs = start.declaration.secrets
         width = max((len(s.name) for s in specs), default=0)
+        lines = []
         for spec in specs:
             if spec.name in resolution.values:
                 size = len(resolution.values[spec.name])
@@ -361,9 +362,8 @@ def check(**options: Any) -> None:
             else:
                 status = f"FAILED: {resolution.failures[spec.name].cause}"
             target = f"file {spec.file}" if spec.file else f"export {spec.export}"
-            click.echo(f"{spec.name:<{width}}  {describe_source(spec)}  -> {target}  {status}")
-        if not specs:
-            click.echo("no secrets declared")
+            lines.append(f"{spec.name:<{width}}  {describe_source(spec)}  -> {target}  {status}")
+        click.echo("\n".join(lines) if specs else "no secrets declared")
         problem = None
         if any(spec.file for spec in specs):
             from secretinit._directory_probe import probe_directory

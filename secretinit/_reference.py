@@ -54,6 +54,8 @@ class SecretRef:
 
 
 def _escape(text: str, special: str) -> str:
+    if not any(c in text for c in special):
+        return text  # the usual case: a report of a thousand secrets prints each
     return "".join(f"%{ord(c):02X}" if c in special else c for c in text)
 
 
