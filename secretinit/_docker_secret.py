@@ -10,9 +10,9 @@ volume is made of them (``NAME -> ..data/NAME``).
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from secretinit._errors import AccessDenied, BadReference, FetchError, NotFound
@@ -36,7 +36,7 @@ class DockerSecretProvider(Provider):
         environ: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(scheme, options, environ)
-        self.directory = Path(
+        self.directory: str = (
             self.option_str("dir") or self.environ.get(DIR_VARIABLE) or DEFAULT_DIR
         )
 
@@ -65,9 +65,10 @@ class DockerSecretProvider(Provider):
         return results
 
     def _read(self, name: str) -> bytes | FetchError:
-        path = self.directory / name
+        path = os.path.join(self.directory, name)
         try:
-            return path.read_bytes()
+            with open(path, "rb") as stream:
+                return stream.read()
         except FileNotFoundError:
             return NotFound(f"no docker secret {name!r} in {self.directory}")
         except PermissionError:

@@ -10,14 +10,52 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Sequence
-from pathlib import Path
-
-from dotenv.parser import parse_stream
+import sys
+from typing import TYPE_CHECKING
 
 from secretinit._errors import AccessDenied, FetchError, NotFound
 from secretinit._provider import FetchResult, Provider
-from secretinit._reference import SecretRef
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from types import ModuleType
+
+    from secretinit._reference import SecretRef
+
+_parser: ModuleType | None = None
+
+
+def dotenv_parser() -> ModuleType:
+    """python-dotenv's ``dotenv.parser`` module, loaded without the rest of its package.
+
+    ``import dotenv.parser`` first runs ``dotenv/__init__``, which imports the
+    whole package (its ``main`` pulls in tempfile, shutil, logging, ...): six
+    times the parser's own cost, at every start that reads a .env file. The
+    parser needs none of it, so its file is found in the installed package
+    and run on its own, under its own name (a relative import in a future
+    version would still resolve, by importing the package). Where that file
+    cannot be found this way (a bundle's archive), the ordinary import serves.
+    """
+    global _parser
+    if _parser is None:
+        _parser = sys.modules.get("dotenv.parser") or _load_parser_alone()
+    return _parser
+
+
+def _load_parser_alone() -> ModuleType:
+    from importlib.machinery import PathFinder
+    from importlib.util import find_spec, module_from_spec
+
+    package = find_spec("dotenv")  # finds the package; runs none of it
+    locations = package.submodule_search_locations if package is not None else None
+    spec = PathFinder.find_spec("dotenv.parser", list(locations)) if locations else None
+    if spec is None or spec.loader is None:
+        import dotenv.parser
+
+        return dotenv.parser
+    module = module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 class EnvFile:
@@ -27,7 +65,7 @@ class EnvFile:
         self.path = path
         self.values: dict[str, str | None] = {}
         self.bad_lines: list[int] = []
-        for binding in parse_stream(io.StringIO(text)):
+        for binding in dotenv_parser().parse_stream(io.StringIO(text)):
             if binding.error:
                 self.bad_lines.append(binding.original.line)
             elif binding.key is not None:
@@ -51,7 +89,8 @@ def read_env_file(path: str) -> EnvFile:
     """Read and parse ``path``; errors name the file (resolved) and the cause, never content."""
     path = os.path.abspath(path)  # a relative path is relative to the working directory
     try:
-        data = Path(path).read_bytes()
+        with open(path, "rb") as stream:
+            data = stream.read()
     except FileNotFoundError:
         raise NotFound(f"env file {path} does not exist") from None
     except PermissionError:

@@ -190,11 +190,11 @@ def test_docker_secret_names_are_one_component(name: str) -> None:
 
 
 def test_docker_secret_directory_settings(tmp_path: Path) -> None:
-    assert str(DockerSecretProvider("docker-secret", {}, {}).directory) == "/run/secrets"
+    assert DockerSecretProvider("docker-secret", {}, {}).directory == "/run/secrets"
     environ = {"SECRETINIT_DOCKER_SECRETS_DIR": str(tmp_path)}
-    assert DockerSecretProvider("docker-secret", {}, environ).directory == tmp_path
+    assert DockerSecretProvider("docker-secret", {}, environ).directory == str(tmp_path)
     configured = DockerSecretProvider("docker-secret", {"dir": "/elsewhere"}, environ)
-    assert str(configured.directory) == "/elsewhere"
+    assert configured.directory == "/elsewhere"
 
 
 def test_docker_secret_follows_kubernetes_style_symlinks(tmp_path: Path) -> None:
