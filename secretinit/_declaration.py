@@ -10,17 +10,27 @@ round trip.
 from __future__ import annotations
 
 import re
-import string
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from secretinit._errors import BadReference, ConfigError, unreadable
 from secretinit._reference import SecretRef, parse_reference, reference_scheme, written_scheme
 from secretinit._suggest import closest, did_you_mean
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Protocol
+
     from secretinit._toml_places import TomlPlaces
+
+    class SchemeTable(Protocol):
+        """What the declaration asks of the provider registry."""
+
+        def handles(self, scheme: str) -> bool:
+            """Whether ``scheme`` names a secret store."""
+
+        def misspelt(self, written: str, separator: str = "://") -> str | None:
+            """The known scheme a near miss such as ``awssm`` meant, if any."""
+
 
 DEFAULT_MODE = 0o400
 EXPORTS = ("file", "value", "none")
@@ -35,18 +45,7 @@ _BARE_KEY = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01234
 _NAME_RULE = "letters, digits and '_', not starting with a digit"
 
 
-class SchemeTable(Protocol):
-    """What the declaration asks of the provider registry."""
-
-    def handles(self, scheme: str) -> bool:
-        """Whether ``scheme`` names a secret store."""
-
-    def misspelt(self, written: str, separator: str = "://") -> str | None:
-        """The known scheme a near miss such as ``awssm`` meant, if any."""
-
-
-@dataclass(frozen=True)
-class SecretSpec:
+class SecretSpec(NamedTuple):
     """One declared secret: where its value comes from and where it goes.
 
     ``file`` is the file name inside the secret directory, or None when no
@@ -72,7 +71,9 @@ class SecretSpec:
         """The secret names a template's ``${NAME}`` placeholders use."""
         if self.template is None:
             return ()
-        return tuple(dict.fromkeys(string.Template(self.template).get_identifiers()))
+        from string import Template  # only templates need it: it compiles a pattern
+
+        return tuple(dict.fromkeys(Template(self.template).get_identifiers()))
 
     @property
     def reference_source(self) -> str:
@@ -89,20 +90,19 @@ class SecretSpec:
         return str(self.ref)
 
 
-@dataclass
 class Settings:
     """The ``[defaults]`` table; None means not set there."""
 
-    dir: str | None = None
-    mode: int = DEFAULT_MODE
-    group: str | None = None
-    user: str | None = None
-    timeout: float | None = None
-    grace: float | None = None
-    cleanup: bool | None = None
+    def __init__(self) -> None:
+        self.dir: str | None = None
+        self.mode: int = DEFAULT_MODE
+        self.group: str | None = None
+        self.user: str | None = None
+        self.timeout: float | None = None
+        self.grace: float | None = None
+        self.cleanup: bool | None = None
 
 
-@dataclass
 class Declaration:
     """Every secret of a run, in order, with the settings and provider options.
 
@@ -111,15 +111,27 @@ class Declaration:
     problems found later (a provider's options).
     """
 
-    secrets: list[SecretSpec] = field(default_factory=list)
-    settings: Settings = field(default_factory=Settings)
-    provider_options: dict[str, dict[str, Any]] = field(default_factory=dict)
-    problems: list[str] = field(default_factory=list)
-    config_path: str | None = None
-    places: TomlPlaces | None = None
-    #: Secrets of the config left out for their own problems: a template that
-    #: names one is not reported again for it.
-    rejected: set[str] = field(default_factory=set)
+    def __init__(
+        self,
+        secrets: list[SecretSpec] | None = None,
+        settings: Settings | None = None,
+        provider_options: dict[str, dict[str, Any]] | None = None,
+        problems: list[str] | None = None,
+        config_path: str | None = None,
+        places: TomlPlaces | None = None,
+        rejected: set[str] | None = None,
+    ) -> None:
+        self.secrets: list[SecretSpec] = [] if secrets is None else secrets
+        self.settings = Settings() if settings is None else settings
+        self.provider_options: dict[str, dict[str, Any]] = (
+            {} if provider_options is None else provider_options
+        )
+        self.problems: list[str] = [] if problems is None else problems
+        self.config_path = config_path
+        self.places = places
+        #: Secrets of the config left out for their own problems: a template
+        #: that names one is not reported again for it.
+        self.rejected: set[str] = set() if rejected is None else rejected
 
     def schemes(self) -> list[str]:
         """The schemes the declared references use, in first-use order."""
@@ -143,12 +155,20 @@ class Declaration:
     def with_env_file(self, path: str) -> Declaration:
         """Every referenced secret resolved by its name from the .env file ``path``."""
         secrets = [
-            replace(s, ref=SecretRef("env-file", path, s.name), declared=s.ref)
+            s._replace(ref=SecretRef("env-file", path, s.name), declared=s.ref)
             if s.ref is not None
             else s
             for s in self.secrets
         ]
-        return replace(self, secrets=secrets)
+        return Declaration(
+            secrets,
+            self.settings,
+            self.provider_options,
+            self.problems,
+            self.config_path,
+            self.places,
+            self.rejected,
+        )
 
 
 def parse_duration(value: object, what: str) -> float:
@@ -345,6 +365,12 @@ def _open_config(path: str, problems: list[str]) -> ConfigReader:
     return reader
 
 
+def _is_valid_template(template: str) -> bool:
+    from string import Template  # only templates need it: it compiles a pattern
+
+    return Template(template).is_valid()
+
+
 def _label(*keys: str) -> str:
     """``[secrets.DB]``, quoting a part that is not a bare TOML key (``[secrets."a b"]``)."""
     parts = (k if k and set(k) <= _BARE_KEY else _quoted(k) for k in keys)
@@ -487,7 +513,7 @@ class ConfigReader:
                 self.problem((*table, "from"), table, "from must be a string")
         elif not isinstance(body["template"], str):
             self.problem((*table, "template"), table, "template must be a string")
-        elif not string.Template(body["template"]).is_valid():
+        elif not _is_valid_template(body["template"]):
             self.problem(
                 (*table, "template"),
                 table,

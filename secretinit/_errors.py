@@ -7,9 +7,10 @@ safe to print: no message is ever built from a secret value. Providers raise
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 # Exit statuses of secretinit itself. The supervised command's own status is
 # passed through unchanged; these only appear when secretinit stops before or
@@ -127,8 +128,7 @@ class WriteFailed(SecretInitError):
     exit_status = EXIT_WRITE
 
 
-@dataclass(frozen=True)
-class Failure:
+class Failure(NamedTuple):
     """One secret that could not be resolved: which, from where, what kind and why.
 
     ``reference`` is the declared reference (with the one it was resolved

@@ -5,15 +5,14 @@ from __future__ import annotations
 import grp
 import os
 import pwd
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from secretinit._errors import UsageError
 
 MAX_ID = 2**32 - 2
 
 
-@dataclass(frozen=True)
-class Identity:
+class Identity(NamedTuple):
     """A uid, its primary gid, its supplementary groups and its home."""
 
     uid: int

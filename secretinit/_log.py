@@ -2,19 +2,28 @@
 
 Messages are built from names, references and reasons, never from values.
 As a second line of defence every value fetched in this run is registered
-with :data:`REDACTOR`, which blanks it out of any record before it is
+with :data:`REDACTOR`, which blanks it out of any line before it is
 written, so a provider message that echoes a value by mistake still does not
 print it.
+
+The core writes its lines itself: the standard ``logging`` package costs more
+to import than everything else an env-file start logs with, and that start
+has no other use for it. A provider that logs through
+``logging.getLogger("secretinit.NAME")`` is connected by
+:func:`route_provider_logging` (the registry calls it when it loads a
+provider that is not built in): its records are redacted, formatted and
+written the same way, at the same level.
 """
 
 from __future__ import annotations
 
-import logging
+import sys
+import threading
 from typing import Any
 
 from secretinit._supervisor import LEVELS, format_log_line
 
-LOGGER = logging.getLogger("secretinit")
+LOGGER_NAME = "secretinit"
 LOG_FORMATS = ("text", "json")
 REDACTED = "[redacted]"
 # Shorter values are not blanked out: replacing every "ab" in a log line would
@@ -22,11 +31,10 @@ REDACTED = "[redacted]"
 MIN_REDACTED_LENGTH = 4
 
 
-class Redactor(logging.Filter):
-    """Blanks every registered value out of a record's message and fields."""
+class Redactor:
+    """Blanks every registered value out of a line's message and fields."""
 
     def __init__(self) -> None:
-        super().__init__()
         self._values: set[str] = set()
         self._ordered: list[str] | None = []
 
@@ -51,14 +59,11 @@ class Redactor(logging.Filter):
                 text = text.replace(value, REDACTED)
         return text
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self._values:
-            record.msg = self.redact(record.getMessage())
-            record.args = None
-            fields = getattr(record, "fields", None)
-            if fields:
-                record.fields = {k: self._redact_field(v) for k, v in fields.items()}
-        return True
+    def redact_fields(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """A copy of a line's ``fields`` with every registered value replaced."""
+        if not self._values:
+            return fields
+        return {key: self._redact_field(value) for key, value in fields.items()}
 
     def _redact_field(self, value: Any) -> Any:
         if isinstance(value, str):
@@ -73,34 +78,63 @@ class Redactor(logging.Filter):
 REDACTOR = Redactor()
 
 
-class LineFormatter(logging.Formatter):
-    """Formats a record as the supervisor does, so a run's lines look alike."""
+class _Settings:
+    """The format and least severe level of this process's lines."""
 
-    def __init__(self, log_format: str) -> None:
-        super().__init__()
-        self.log_format = log_format
+    log_format = "text"
+    threshold = LEVELS["info"]
 
-    def format(self, record: logging.LogRecord) -> str:
-        level = record.levelname.lower()
-        fields = dict(getattr(record, "fields", {}))
-        return format_log_line(self.log_format, level, record.getMessage(), fields)
+
+_SETTINGS = _Settings()
+_WRITING = threading.Lock()
 
 
 def configure_logging(log_format: str, level: str) -> None:
-    """Send secretinit's records to stderr in ``log_format`` from ``level`` up."""
-    handler = logging.StreamHandler()
-    handler.setFormatter(LineFormatter(log_format))
-    # On the handler for the records of child loggers (secretinit.vault, ...),
-    # which a parent logger's filters never see; on the logger for any other
-    # handler attached to it.
-    handler.addFilter(REDACTOR)
-    LOGGER.handlers[:] = [handler]
-    if REDACTOR not in LOGGER.filters:
-        LOGGER.addFilter(REDACTOR)
-    LOGGER.setLevel(LEVELS[level])
-    LOGGER.propagate = False
+    """Write secretinit's lines to stderr in ``log_format`` from ``level`` up."""
+    _SETTINGS.log_format = log_format
+    _SETTINGS.threshold = LEVELS[level]
+    if "logging" in sys.modules:  # a provider connected already: follow the new level
+        route_provider_logging()
 
 
 def log(level: str, message: str, **fields: Any) -> None:
     """Log one event; ``fields`` become keys of the JSON record."""
-    LOGGER.log(LEVELS[level], message, extra={"fields": fields})
+    if LEVELS[level] >= _SETTINGS.threshold:
+        write_line(level, message, fields)
+
+
+def write_line(level: str, message: str, fields: dict[str, Any]) -> None:
+    """Redact, format and write one line to stderr (whatever stderr is now)."""
+    line = format_log_line(
+        _SETTINGS.log_format, level, REDACTOR.redact(message), REDACTOR.redact_fields(fields)
+    )
+    with _WRITING:  # providers log from their own threads: one whole line at a time
+        try:
+            sys.stderr.write(line + "\n")
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass  # a closed stderr must not turn a good start into a failure
+
+
+def route_provider_logging() -> None:
+    """Send the records of the ``secretinit`` logger and its children through :func:`write_line`.
+
+    For providers that log with the standard ``logging`` package: their
+    records get the same redaction, format and level as the core's lines.
+    """
+    import logging
+
+    class LineHandler(logging.Handler):
+        """Writes a record as the core's own lines are written."""
+
+        def emit(self, record: logging.LogRecord) -> None:
+            level = "debug"
+            for name, number in LEVELS.items():  # ascending: the last one reached
+                if record.levelno >= number:
+                    level = name
+            write_line(level, record.getMessage(), dict(getattr(record, "fields", {})))
+
+    logger = logging.getLogger(LOGGER_NAME)
+    logger.handlers[:] = [LineHandler()]
+    logger.setLevel(_SETTINGS.threshold)
+    logger.propagate = False

@@ -13,8 +13,7 @@ and a near miss of a known scheme says which one was meant.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from secretinit._errors import UnknownScheme
 from secretinit._suggest import closest
@@ -62,8 +61,7 @@ def _import_target(target: str) -> object:
     return getattr(importlib.import_module(module_name), attribute)
 
 
-@dataclass(frozen=True)
-class InstalledProvider:
+class InstalledProvider(NamedTuple):
     """One registered scheme, as ``secretinit providers`` lists it."""
 
     scheme: str
@@ -139,13 +137,19 @@ class ProviderRegistry:
 
         if scheme in BUILTIN:
             cls = _import_target(BUILTIN[scheme])
-        elif scheme in KNOWN and _importable(KNOWN[scheme][1]):
-            cls = _import_target(KNOWN[scheme][1])
         else:
-            entry_point = self._installed_entry_points().get(scheme)
-            if entry_point is None:
-                raise UnknownScheme(self.missing_scheme_message(scheme))
-            cls = entry_point.load()
+            if scheme in KNOWN and _importable(KNOWN[scheme][1]):
+                cls = _import_target(KNOWN[scheme][1])
+            else:
+                entry_point = self._installed_entry_points().get(scheme)
+                if entry_point is None:
+                    raise UnknownScheme(self.missing_scheme_message(scheme))
+                cls = entry_point.load()
+            # The built-in providers write through the core's log(); any
+            # other may log with the logging package (every SDK does).
+            from secretinit._log import route_provider_logging
+
+            route_provider_logging()
         if not (isinstance(cls, type) and issubclass(cls, Provider)):
             raise UnknownScheme(f"the provider registered for {scheme!r} is not a Provider")
         return cls

@@ -9,33 +9,35 @@ waits past ``--timeout`` for a hung SDK.
 
 from __future__ import annotations
 
-import string
 import threading
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from secretinit._declaration import SecretSpec
 from secretinit._errors import Failure, FetchError, NotChecked, Unreachable
 from secretinit._log import REDACTOR, log
-from secretinit._provider import Provider
-from secretinit._reference import SecretRef
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from secretinit._declaration import SecretSpec
+    from secretinit._provider import Provider
+    from secretinit._reference import SecretRef
 
 BACKOFF_BASE = 0.1
 BACKOFF_CAP = 5.0
 MAX_REASON_LENGTH = 300
 
 
-@dataclass
 class Resolution:
     """What a run resolved: values by secret name, and what failed or was skipped."""
 
-    values: dict[str, bytes] = field(default_factory=dict)
-    failures: dict[str, Failure] = field(default_factory=dict)
-    skipped: dict[str, str] = field(default_factory=dict)
-    #: Secrets ``check`` did not try on purpose (a single-use credential), with why.
-    unchecked: dict[str, str] = field(default_factory=dict)
-    counts: dict[str, int] = field(default_factory=dict)
+    def __init__(self) -> None:
+        self.values: dict[str, bytes] = {}
+        self.failures: dict[str, Failure] = {}
+        self.skipped: dict[str, str] = {}
+        #: Secrets ``check`` did not try on purpose (a single-use credential), with why.
+        self.unchecked: dict[str, str] = {}
+        self.counts: dict[str, int] = {}
 
     def fail(self, spec: SecretSpec, kind: str, reason: str) -> None:
         """Record that required secret ``spec`` failed: ``kind`` (not found, ...) and why."""
@@ -113,7 +115,9 @@ def _render(resolution: Resolution, spec: SecretSpec) -> None:
                 f"secret {name} is not UTF-8 text, so no template can use it",
             )
             return
-    value = string.Template(spec.template).substitute(mapping).encode("utf-8")
+    from string import Template  # only templates need it: it compiles a pattern
+
+    value = Template(spec.template).substitute(mapping).encode("utf-8")
     REDACTOR.register(value)
     resolution.values[spec.name] = value
 

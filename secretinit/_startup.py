@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from secretinit._declaration import PROBLEMS_HEADER, Declaration, SecretSpec, collect_declaration
@@ -43,30 +42,48 @@ DEFAULT_TIMEOUT = 30.0
 DEFAULT_GRACE: float | None = None
 
 
-@dataclass
 class StartOptions:
     """The options of run, fetch and check, as given on the command line or environment."""
 
-    config: str | None = None
-    env_file: str | None = None
-    dir: str | None = None
-    user: str | None = None
-    timeout: float | None = None
-    checking: bool = False  # secretinit check: providers consume no single-use credential
-    #: How the --env-file path was given, for its errors: the option or its variable.
-    env_file_origin: str = "--env-file"
+    def __init__(
+        self,
+        config: str | None = None,
+        env_file: str | None = None,
+        dir: str | None = None,
+        user: str | None = None,
+        timeout: float | None = None,
+        checking: bool = False,
+        env_file_origin: str = "--env-file",
+    ) -> None:
+        self.config = config
+        self.env_file = env_file
+        self.dir = dir
+        self.user = user
+        self.timeout = timeout
+        #: secretinit check: providers consume no single-use credential.
+        self.checking = checking
+        #: How the --env-file path was given, for its errors: the option or its variable.
+        self.env_file_origin = env_file_origin
 
 
-@dataclass
 class Start:
     """A declared, checked start: the secrets, their providers and who gets them."""
 
-    declaration: Declaration
-    providers: dict[str, Provider]
-    identity: Identity
-    timeout: float
-    directory: str | None  # --dir, else [defaults] dir; None: the default directory
-    started: float = field(default_factory=time.monotonic)
+    def __init__(
+        self,
+        declaration: Declaration,
+        providers: dict[str, Provider],
+        identity: Identity,
+        timeout: float,
+        directory: str | None,
+    ) -> None:
+        self.declaration = declaration
+        self.providers = providers
+        self.identity = identity
+        self.timeout = timeout
+        #: --dir, else [defaults] dir; None: the default directory.
+        self.directory = directory
+        self.started = time.monotonic()
 
     @property
     def owner(self) -> FileOwner:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from secretinit._declaration import is_valid_file_name
 from secretinit._errors import WriteFailed
@@ -25,8 +25,7 @@ SHARED_MEMORY = "/dev/shm"
 TEMPORARY_PREFIX = ".secretinit-"
 
 
-@dataclass(frozen=True)
-class FileOwner:
+class FileOwner(NamedTuple):
     """Who owns the secret files: the application's uid, and the files' gid."""
 
     uid: int
@@ -38,8 +37,7 @@ class FileOwner:
         return 0o750 if self.shared_group else 0o700
 
 
-@dataclass(frozen=True)
-class SecretFile:
+class SecretFile(NamedTuple):
     """One file to write: for which secret, under which name, what, which mode."""
 
     secret: str
@@ -51,15 +49,16 @@ class SecretFile:
         return f"SecretFile(secret={self.secret!r}, name={self.name!r}, mode={self.mode:04o})"
 
 
-@dataclass
 class SecretDirectory:
     """An open, private secret directory. ``created``: made by this run."""
 
-    path: str
-    fd: int
-    created: bool
-    filesystem: str | None
-    temporary: bool = False  # a fresh random name nobody else knows: removed after the run
+    def __init__(self, path: str, fd: int, created: bool, filesystem: str | None) -> None:
+        self.path = path
+        self.fd = fd
+        self.created = created
+        self.filesystem = filesystem
+        #: A fresh random name nobody else knows: removed after the run.
+        self.temporary = False
 
     def close(self) -> None:
         os.close(self.fd)

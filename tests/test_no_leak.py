@@ -8,7 +8,7 @@ searched for the planted values.
 
 from __future__ import annotations
 
-import logging
+import json
 import signal
 from pathlib import Path
 
@@ -17,7 +17,6 @@ from click.testing import CliRunner
 
 from conftest import assert_no_leak, run_secretinit
 from secretinit._cli import cli
-from secretinit._log import LOGGER
 from tests.processes import Running
 
 PLANTED = {
@@ -39,8 +38,10 @@ def planted(tmp_path: Path) -> dict[str, str]:
     # A buggy provider that puts the value it read into its error messages,
     # and one that crashes with the value in its exception.
     (tmp_path / "leaky_provider.py").write_text(
+        "import logging\n"
         "from secretinit import Provider, NotFound\n"
         f"VALUE = {ECHOED!r}\n"
+        "LOGGER = logging.getLogger('secretinit.leaky')\n"
         "class Leaky(Provider):\n"
         "    def fetch(self, refs, timeout):\n"
         "        out = {}\n"
@@ -48,6 +49,9 @@ def planted(tmp_path: Path) -> dict[str, str]:
         "            good = ref.location == 'good'\n"
         "            out[ref] = VALUE.encode() if good else NotFound('saw ' + VALUE)\n"
         "        return out\n"
+        "    def close(self):\n"
+        "        LOGGER.warning('closing after reading %s', VALUE,\n"
+        "                       extra={'fields': {'event': 'leaky_close', 'value': VALUE}})\n"
         "class Crashing(Provider):\n"
         "    def fetch(self, refs, timeout):\n"
         "        raise RuntimeError('crashed holding ' + VALUE)\n"
@@ -120,50 +124,25 @@ def test_no_value_in_stdout_or_stderr(planted: dict[str, str], command: list[str
         assert "crashed holding [redacted]" in result.stderr or "[redacted]" in result.stdout
 
 
-def test_no_value_in_log_records(planted: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_value_in_a_provider_log_record(
+    planted: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A provider's own logging records pass through the redaction, message and fields."""
     monkeypatch.syspath_prepend(planted["PYTHONPATH"])
-    records: list[logging.LogRecord] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            records.append(record)
-
-    keep = Keep(level=logging.DEBUG)
     env = {"SECRETINIT_DOCKER_SECRETS_DIR": planted["SECRETINIT_DOCKER_SECRETS_DIR"]}
-    try:
-        for config in ("good", "bad"):
-            # configure_logging replaces the handlers at each invocation: add ours after it.
-            monkeypatch.setattr(
-                "secretinit._cli.configure_logging",
-                lambda fmt, level: _configure_and_keep(fmt, level, keep),
-            )
-            result = CliRunner().invoke(
-                cli,
-                [
-                    "check",
-                    "--config",
-                    planted[config],
-                    "--log-level",
-                    "debug",
-                    "--log-format",
-                    "json",
-                ],
-                env=env,
-            )
-            assert result.exit_code in (0, 69), result.output
-            assert_no_leak(values(), result.stdout, result.stderr)
-    finally:
-        LOGGER.removeHandler(keep)
-    assert records
-    for record in records:
-        assert_no_leak(values(), record.getMessage(), repr(getattr(record, "fields", {})))
-
-
-def _configure_and_keep(log_format: str, level: str, keep: logging.Handler) -> None:
-    from secretinit._log import configure_logging
-
-    configure_logging(log_format, level)
-    LOGGER.addHandler(keep)
+    for config in ("good", "bad"):
+        result = CliRunner().invoke(
+            cli,
+            ["check", "--config", planted[config], "--log-level", "debug", "--log-format", "json"],
+            env=env,
+        )
+        assert result.exit_code in (0, 69), result.output
+        assert_no_leak(values(), result.stdout, result.stderr)
+        closing = [json.loads(line) for line in result.stderr.splitlines() if "leaky_close" in line]
+        assert len(closing) == 1, result.stderr
+        assert closing[0]["message"] == "closing after reading [redacted]"
+        assert closing[0]["value"] == "[redacted]"
+        assert closing[0]["level"] == "warning"
 
 
 def test_no_value_in_argv_or_supervisor_environment(planted: dict[str, str]) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import stat
 from collections.abc import Iterator
@@ -11,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from secretinit import WriteFailed
-from secretinit._log import LOGGER
+from secretinit._log import configure_logging
 from secretinit._mounts import filesystem_type, mount_type
 from secretinit._writer import (
     TEMPORARY_PREFIX,
@@ -162,18 +161,12 @@ def test_directory_of_another_user_is_refused(shared_dir: Path) -> None:
 
 
 def test_directory_on_disk_is_warned_about(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert filesystem_type(str(tmp_path)) != "tmpfs", "this test needs a disk-backed temp dir"
-    LOGGER.addHandler(caplog.handler)
-    try:
-        with caplog.at_level(logging.WARNING, logger="secretinit"):
-            write(tmp_path / "secrets", SecretFile("A", "A", b"a", 0o400))
-    finally:
-        LOGGER.removeHandler(caplog.handler)
-    assert any(
-        "not in memory: secrets will reach the disk" in r.getMessage() for r in caplog.records
-    )
+    configure_logging("text", "warning")
+    write(tmp_path / "secrets", SecretFile("A", "A", b"a", 0o400))
+    assert "not in memory: secrets will reach the disk" in capsys.readouterr().err
 
 
 def test_default_directory_is_memory_backed_and_temporary() -> None:

@@ -17,7 +17,6 @@ are then skipped with that reason, and every other test must pass.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import ClassVar, Protocol
 
@@ -114,20 +113,20 @@ class ProviderContract:
             result = self.fetch(
                 provider,
                 [
-                    dataclasses.replace(ref, key="password"),
-                    dataclasses.replace(ref, key="username"),
+                    ref._replace(key="password"),
+                    ref._replace(key="username"),
                 ],
             )
         finally:
             provider.close()
-        assert result[dataclasses.replace(ref, key="password")] == "hunter2-Ω".encode()
-        assert result[dataclasses.replace(ref, key="username")] == b"app"
+        assert result[ref._replace(key="password")] == "hunter2-Ω".encode()
+        assert result[ref._replace(key="username")] == b"app"
 
     def test_missing_key_names_key_not_values(self, store: SecretStore) -> None:
         if not self.supports_documents:
             pytest.skip(f"{type(self).__name__} has no structured documents")
         ref = store.plant_document("no-key", {"password": "value-that-must-not-leak"})
-        result = self.fetch_one(store, dataclasses.replace(ref, key="absent"))
+        result = self.fetch_one(store, ref._replace(key="absent"))
         assert isinstance(result, NotFound), result
         assert "absent" in str(result)
         assert "value-that-must-not-leak" not in f"{result} {result!r}"
@@ -151,7 +150,7 @@ class ProviderContract:
         refs = [store.plant("canary", secret), store.missing("canary-missing")]
         if self.supports_documents:
             document = store.plant_document("canary-doc", {"k": secret.decode()})
-            refs.append(dataclasses.replace(document, key="nope"))
+            refs.append(document._replace(key="nope"))
         if self.supports_denied:
             refs.append(store.denied("canary-denied"))
         provider = store.provider()
@@ -164,7 +163,7 @@ class ProviderContract:
         assert secret.decode() not in repr(provider)
 
     def test_unknown_reference_option_is_refused(self, store: SecretStore) -> None:
-        ref = dataclasses.replace(store.missing("option"), options=(("no-such-option", "1"),))
+        ref = store.missing("option")._replace(options=(("no-such-option", "1"),))
         provider = store.provider()
         try:
             with pytest.raises(BadReference, match="no-such-option"):
