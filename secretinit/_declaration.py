@@ -15,6 +15,9 @@ from typing import Any
 
 from secretinit._errors import BadReference, ConfigError
 from secretinit._reference import SecretRef, parse_reference, reference_scheme
+from secretinit._supervisor import MIN_REFRESH_DELAY as MIN_REFRESH
+from secretinit._supervisor import ON_CHANGE_CHOICES
+from secretinit._supervisor import parse_on_change as on_change_action
 
 DEFAULT_MODE = 0o400
 EXPORTS = ("file", "value", "none")
@@ -22,7 +25,17 @@ FILE_NAME = re.compile(r"[A-Za-z0-9._-]{1,255}\Z")
 OWN_VARIABLE_PREFIX = "SECRETINIT_"
 
 _SECRET_KEYS = ("from", "template", "file", "mode", "export", "optional")
-_DEFAULT_KEYS = ("dir", "mode", "group", "user", "timeout", "grace", "cleanup")
+_DEFAULT_KEYS = (
+    "dir",
+    "mode",
+    "group",
+    "user",
+    "timeout",
+    "grace",
+    "cleanup",
+    "refresh",
+    "on_change",
+)
 _TOP_KEYS = ("defaults", "secrets", "providers")
 
 
@@ -62,6 +75,8 @@ class Settings:
     timeout: float | None = None
     grace: float | None = None
     cleanup: bool | None = None
+    refresh: float | None = None
+    on_change: str | None = None
 
 
 @dataclass
@@ -108,6 +123,24 @@ def parse_duration(value: object, what: str) -> float:
     return seconds
 
 
+def parse_refresh(value: object, what: str) -> float:
+    """A refresh period: a duration of at least one second."""
+    seconds = parse_duration(value, what)
+    if seconds < MIN_REFRESH:
+        raise ValueError(f"{what} must be at least 1s: a refresh is a whole fetch")
+    return seconds
+
+
+def parse_on_change(value: object, what: str) -> str:
+    """An ``--on-change`` action in its normal form (``signal:HUP``, ``restart``, ...)."""
+    if not isinstance(value, str):
+        raise ValueError(f"{what} must be a string: {ON_CHANGE_CHOICES}")
+    try:
+        return on_change_action(value)
+    except ValueError as err:
+        raise ValueError(f"{what}: {err}") from None
+
+
 def parse_mode(value: object, what: str) -> int:
     """A file mode from ``"0400"``, ``"400"`` or ``0o400``, refused if others get access."""
     if isinstance(value, str) and re.fullmatch(r"0?[0-7]{3}", value):
@@ -124,8 +157,12 @@ def parse_mode(value: object, what: str) -> int:
 
 
 def is_valid_file_name(name: str) -> bool:
-    """One path component of ``[A-Za-z0-9._-]``: never ``.``, ``..`` nor a ``/``."""
-    return bool(FILE_NAME.match(name)) and name not in (".", "..")
+    """One path component of ``[A-Za-z0-9._-]``: never ``.`` nor a ``/``, never from ``..``.
+
+    Names starting with ``..`` are the directory's layout (``..data`` and the
+    generations, as in a Kubernetes secret volume).
+    """
+    return bool(FILE_NAME.match(name)) and name != "." and not name.startswith("..")
 
 
 def declare(
@@ -297,6 +334,8 @@ class ConfigReader:
             ("mode", parse_mode),
             ("timeout", parse_duration),
             ("grace", parse_duration),
+            ("refresh", parse_refresh),
+            ("on_change", parse_on_change),
         ):
             if key in data:
                 try:
@@ -340,7 +379,9 @@ class ConfigReader:
             isinstance(file_name, str) and is_valid_file_name(file_name)
         ):
             self.problem(
-                "secrets", name, "file must be one file name of [A-Za-z0-9._-], not . or .."
+                "secrets",
+                name,
+                "file must be one file name of [A-Za-z0-9._-], not . nor starting with ..",
             )
         if file_name is None and export == "file":
             file_name = name
