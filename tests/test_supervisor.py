@@ -275,7 +275,7 @@ def test_user_runs_the_child_and_supervisor_unprivileged(tmp_path: Path) -> None
         "echo ids $(id -u) $(id -g) $(id -G); echo home $HOME; "
         'echo value $(cat "$DB_PASSWORD_FILE"); '
         'dir="$(dirname "$DB_PASSWORD_FILE")"; '
-        'echo file $(stat -c "%u:%g %a" "$DB_PASSWORD_FILE") $(stat -c "%u:%g %a" "$dir"); '
+        'echo file $(stat -L -c "%u:%g %a" "$DB_PASSWORD_FILE") $(stat -c "%u:%g %a" "$dir"); '
         'echo path "$DB_PASSWORD_FILE"; echo ready; exec sleep 60'
     )
     running = Running(
