@@ -36,6 +36,8 @@ class Resolution:
     #: Secrets ``check`` did not try on purpose (a single-use credential), with why.
     unchecked: dict[str, str] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
+    #: The kind of each failure (``not found``, ``expired``, ...), by secret name.
+    kinds: dict[str, str] = field(default_factory=dict)
 
     def report_line(self, spec: SecretSpec, reason: str) -> str:
         """``NAME (reference or template): reason`` for the failure report."""
@@ -65,7 +67,7 @@ def resolve(
         if isinstance(result, NotChecked):
             resolution.unchecked[spec.name] = _reason(result)
         elif isinstance(result, FetchError):
-            _record_failure(resolution, spec, f"{result.kind}: {_reason(result)}")
+            _record_failure(resolution, spec, f"{result.kind}: {_reason(result)}", result.kind)
         else:
             REDACTOR.register(result)
             resolution.values[spec.name] = result
@@ -76,7 +78,9 @@ def resolve(
     return resolution
 
 
-def _record_failure(resolution: Resolution, spec: SecretSpec, reason: str) -> None:
+def _record_failure(
+    resolution: Resolution, spec: SecretSpec, reason: str, kind: str = "template"
+) -> None:
     if spec.optional:
         resolution.skipped[spec.name] = reason
         log(
@@ -89,6 +93,7 @@ def _record_failure(resolution: Resolution, spec: SecretSpec, reason: str) -> No
         )
     else:
         resolution.failures[spec.name] = resolution.report_line(spec, reason)
+        resolution.kinds[spec.name] = kind
 
 
 def _render(resolution: Resolution, spec: SecretSpec) -> None:

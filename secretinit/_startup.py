@@ -169,14 +169,16 @@ def resolve_all(start: Start) -> Resolution:
             problem = _value_export_problem(resolution.values[spec.name])
             if problem:
                 resolution.failures[spec.name] = resolution.report_line(spec, problem)
+                resolution.kinds[spec.name] = "not exportable"
     if resolution.unchecked:  # only check may leave a secret untried; a start never does
         specs = {spec.name: spec for spec in start.declaration.secrets}
         for name, reason in resolution.unchecked.items():
             resolution.failures[name] = resolution.report_line(
                 specs[name], f"not fetched: {reason}"
             )
+            resolution.kinds[name] = "not checked"
     if resolution.failures:
-        raise SecretsUnavailable(resolution.failures.values())
+        raise SecretsUnavailable(resolution.failures.values(), resolution.kinds)
     return resolution
 
 
