@@ -10,9 +10,11 @@ stacks stays resident between refreshes.
   directory's private state directory (``..secretinit/start.json``, 0600,
   on the same tmpfs as the secrets): the start's options (config file,
   ``--env-file``, the directory as chosen, ``--user``, ``--timeout``,
-  logging, the period) and its whole environment: the secrets' references
-  and the providers' credentials (``VAULT_TOKEN``), which the command's
-  environment no longer holds. What must not repeat is not in it: the
+  logging, the period), its whole environment (the secrets' references
+  and the providers' credentials, such as ``VAULT_TOKEN``, which the
+  command's environment no longer holds) and where it found its modules
+  (``sys.path``: a run's interpreter starts isolated, ``-I``, and must still
+  find a provider installed through ``PYTHONPATH``). What must not repeat is not in it: the
   command, ``--exec``, ``--cleanup``, ``--grace`` and ``--on-change`` are the
   supervisor's, and a run has the supervisor's ids (with ``--user``, the
   application's user: the config, the env file and the providers'
@@ -136,6 +138,9 @@ class RefreshSeries:
             "log_format": self.options.get("log_format", "text"),
             "log_level": self.options.get("log_level", "info"),
             "environ": dict(os.environ),
+            # A run's interpreter starts isolated (-I): without this, a provider
+            # installed through PYTHONPATH would be found by the start only.
+            "sys_path": list(sys.path),
         }
         owner = start.owner
         _write_state(written, START_RECORD, json.dumps(record).encode(), owner)
@@ -241,6 +246,7 @@ def _refresh(directory: str, report: dict[str, str], started: float) -> int:
         reason = err.strerror if isinstance(err, OSError) else str(err)
         raise UsageError(f"cannot refresh {directory}: its start record: {reason}") from None
     configure_logging(record["log_format"], record["log_level"])
+    sys.path[:] = [entry for entry in record.get("sys_path", sys.path) if isinstance(entry, str)]
     environ = dict(record["environ"])
     # The runs have the user's ids (--user): the SDKs look in its home.
     if "HOME" in inherited:

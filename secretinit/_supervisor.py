@@ -120,9 +120,10 @@ BACKOFF_FIRST = 5.0  # the wait after a first failed refresh, doubled after each
 DEBOUNCE = 5.0  # changes within this long after an action make one more action
 REFRESH_STOP_TIMEOUT = 5.0  # a refresh run stopped by SIGTERM gets this long before SIGKILL
 # A refresh run leaves the generation it replaced; it is removed this long
-# after the run, when no other runs, so a reader whose lookup of
-# NAME -> ..data/NAME went through it just before the swap still finds its file.
-TIDY_DELAY = 1.0
+# after the run (before the next run, which never comes sooner), so a reader
+# whose lookup of NAME -> ..data/NAME went through it just before the swap
+# still finds its file.
+TIDY_DELAY = MIN_REFRESH_DELAY
 ON_CHANGE_CHOICES = "signal:NAME, restart, exit or none"
 
 
@@ -576,16 +577,17 @@ class Supervisor:
             )
             _signal_group(self.refresh.pid, signal.SIGKILL, also_pid=True)
             self.refresh.deadline = float("inf")  # its SIGCHLD comes next
+        # Before the next refresh: the next one never comes sooner than the tidy.
+        if self.tidy_at is not None and now >= self.tidy_at:
+            self.tidy_at = None
+            if self.refresh is None:
+                remove_stale_entries(self.options.refresh_dir, self.log)
         if self.next_refresh is not None and now >= self.next_refresh:
             self.next_refresh = None
             if self.refresh is None and not self.stopping:
                 self.start_refresh()
         if self.action_at is not None and now >= self.action_at:
             self.act()
-        if self.tidy_at is not None and now >= self.tidy_at:
-            self.tidy_at = None
-            if self.refresh is None:  # else that run removes it, and its end brings a tidy
-                remove_stale_entries(self.options.refresh_dir, self.log)
 
     def on_children(self) -> None:
         for pid, wait_status in reap():
@@ -655,7 +657,10 @@ class Supervisor:
         else:
             self.tidy_at = time.monotonic() + TIDY_DELAY
         if self.stopping:
-            self.log("debug", f"refresh run ended (status {status})", event="refresh_stopped")
+            if status == 0 and (report.changed or report.environ):
+                self.on_refreshed(report, None)  # it swapped the files before the stop came
+            else:
+                self.log("debug", f"refresh run ended (status {status})", event="refresh_stopped")
             return
         if status == 0:
             self.failures = 0
@@ -690,31 +695,34 @@ class Supervisor:
             **fields,
         )
 
-    def on_refreshed(self, report: Report, delay: float) -> None:
+    def on_refreshed(self, report: Report, delay: float | None) -> None:
+        """Log a successful run; gather its changes for the next action (``delay``: to the next
+        refresh, None when stopping)."""
         names = list(dict.fromkeys([*report.changed, *report.environ]))
+        after = f"; next refresh in {delay:.1f} s" if delay is not None else ""
+        fields = _next_fields(delay) if delay is not None else {}
         if not names:
             self.log(
                 "debug",
-                f"refreshed {report.secrets} secrets: nothing changed; next "
-                f"refresh in {delay:.1f} s",
+                f"refreshed {report.secrets} secrets: nothing changed{after}",
                 event="refresh_unchanged",
                 secrets=report.secrets,
-                **_next_fields(delay),
+                **fields,
             )
             return
         self.log(
             "info",
-            f"refreshed: {', '.join(names)} changed ({len(names)} of {report.secrets} secrets); "
-            f"next refresh in {delay:.1f} s",
+            f"refreshed: {', '.join(names)} changed ({len(names)} of {report.secrets} "
+            f"secrets){after}",
             event="refresh_changed",
             changed=names,
             changed_count=len(names),
             secrets=report.secrets,
-            **_next_fields(delay),
+            **fields,
         )
         if report.environ:
             self.load_environ(report.environ)
-        if self.child is None or self.options.on_change == "none":
+        if self.child is None or self.stopping or self.options.on_change == "none":
             return
         self.gathered.update(dict.fromkeys(names))
         if self.action_at is None:
