@@ -271,7 +271,11 @@ def _refresh(directory: str, report: dict[str, str], started: float) -> int:
                 files = files_to_write(start.declaration, resolution)
                 # The supervisor removes the generation this replaces, a moment later.
                 changed = write_secret_files(secret_dir, files, start.owner, keep_previous=True)
+                if changed:  # reported even if a stop comes next: the files did change
+                    report["changed"] = " ".join(changed)
                 exported = _exports_changed(start, resolution, secret_dir, inherited)
+                if exported:
+                    report["environ"] = " ".join(exported)
             finally:
                 secret_dir.close()
         except BaseException:
@@ -283,10 +287,6 @@ def _refresh(directory: str, report: dict[str, str], started: float) -> int:
                 report["next"] = f"{within:.3f}"
     finally:
         start.close()
-    if changed:
-        report["changed"] = " ".join(changed)
-    if exported:
-        report["environ"] = " ".join(exported)
     _write_state(directory, HEALTH_FILE, _previous(directory).succeeded_now(started).render())
     log(
         "debug",

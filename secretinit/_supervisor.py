@@ -656,9 +656,10 @@ class Supervisor:
             remove_stale_entries(self.options.refresh_dir, self.log)
         else:
             self.tidy_at = time.monotonic() + TIDY_DELAY
+        swapped = bool(report.changed or report.environ)  # whatever came after the swap
         if self.stopping:
-            if status == 0 and (report.changed or report.environ):
-                self.on_refreshed(report, None)  # it swapped the files before the stop came
+            if swapped:
+                self.on_refreshed(report, None)
             else:
                 self.log("debug", f"refresh run ended (status {status})", event="refresh_stopped")
             return
@@ -667,6 +668,8 @@ class Supervisor:
             delay = self.schedule(report.within)
             self.on_refreshed(report, delay)
             return
+        if swapped:
+            self.on_refreshed(report, None)
         self.failures += 1
         delay = self.schedule(report.within)
         fields = {"status": status, "failures": self.failures, **_next_fields(delay)}

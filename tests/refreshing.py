@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.processes import LINE_TIMEOUT, TESTS
+from tests.processes import LINE_TIMEOUT, TESTS, Running
 
 SECRET_READER = str(TESTS / "programs" / "secret_reader.py")
 
@@ -80,3 +80,16 @@ def wait_until(condition: object, timeout: float = LINE_TIMEOUT, what: str = "co
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what} did not happen within {timeout} s")
         time.sleep(0.05)
+
+
+def refreshing(
+    options: list[str], env: dict[str, str], names: list[str], log: LogFile, **kwargs: object
+) -> Running:
+    """``secretinit run`` with debug JSON logs into ``log``, supervising the reader app."""
+    logging = ["--log-format", "json", "--log-level", "debug"]
+    return Running(
+        ["run", *logging, *options, "--", *reader_app(*names)],
+        env,
+        stderr=log.stream,
+        **kwargs,
+    )

@@ -10,63 +10,32 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import stat
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from conftest import assert_no_leak, run_secretinit, secretinit_executable
 from tests.processes import Running, zombies_of
-from tests.refreshing import LogFile, digest, files_line, generations, reader_app, wait_until
+from tests.refreshing import (
+    LogFile,
+    digest,
+    files_line,
+    generations,
+    refreshing,
+    wait_until,
+)
 
 NOBODY = 65534
 
 
 @pytest.fixture
-def secrets_dir() -> Iterator[Path]:
-    """A secret directory on a tmpfs, as in production."""
-    parent = Path(tempfile.mkdtemp(prefix="secretinit-refresh-", dir="/dev/shm"))
-    try:
-        yield parent / "secrets"
-    finally:
-        shutil.rmtree(parent, ignore_errors=True)
-
-
-@pytest.fixture
-def log(tmp_path: Path) -> Iterator[LogFile]:
-    log_file = LogFile(tmp_path / "secretinit.log")
-    try:
-        yield log_file
-    finally:
-        log_file.close()
-
-
-def refreshing(
-    options: list[str], env: dict[str, str], names: list[str], log: LogFile, **kwargs: object
-) -> Running:
-    """``secretinit run`` with debug JSON logs into ``log``, supervising the reader app."""
-    return Running(
-        [
-            "run",
-            "--log-format",
-            "json",
-            "--log-level",
-            "debug",
-            *options,
-            "--",
-            *reader_app(*names),
-        ],
-        env,
-        stderr=log.stream,
-        **kwargs,
-    )
+def log(refresh_log: LogFile) -> LogFile:
+    return refresh_log
 
 
 def rewrite_in_place(path: Path, text: str) -> None:
