@@ -489,3 +489,28 @@ def test_cleanup_removes_the_layout_and_the_state(tmp_path: Path, secrets_dir: P
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "present"
     assert not secrets_dir.exists()  # made by this run: removed with its layout and state
+
+
+def test_status_through_the_cli_module(tmp_path: Path, secrets_dir: Path) -> None:
+    """``secretinit._cli`` has ``status`` too (for --help, and for an entry point that skips
+    ``__main__``), with the same verdicts."""
+    from click.testing import CliRunner
+
+    from secretinit._cli import cli
+
+    missing = CliRunner().invoke(cli, ["status", "--dir", str(secrets_dir)])
+    assert missing.exit_code == 1
+    assert "holds no secrets yet" in missing.stdout
+    assert CliRunner().invoke(cli, ["status"], env={"SECRETINIT_DIR": None}).exit_code == 2
+    env_file = tmp_path / "dev.env"
+    env_file.write_text("A=canary-cli-7777\n")
+    fetched = run_secretinit(
+        ["fetch", "--dir", str(secrets_dir)], {"A": f"env-file://{env_file}#A"}
+    )
+    assert fetched.returncode == 0, fetched.stderr
+    ready = CliRunner().invoke(cli, ["status", "--dir", str(secrets_dir)])
+    assert ready.exit_code == 0
+    assert ready.stdout.startswith("ready: last success")
+    bad = CliRunner().invoke(cli, ["status", "--dir", str(secrets_dir), "--max-age", "soon"])
+    assert bad.exit_code == 2
+    assert "--max-age soon: expected a duration (90s, 5m) or a number of periods (3x)" in bad.stderr
