@@ -8,6 +8,7 @@ debug level into a file that each test reads as it grows.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -514,3 +515,48 @@ def test_status_through_the_cli_module(tmp_path: Path, secrets_dir: Path) -> Non
     bad = CliRunner().invoke(cli, ["status", "--dir", str(secrets_dir), "--max-age", "soon"])
     assert bad.exit_code == 2
     assert "--max-age soon: expected a duration (90s, 5m) or a number of periods (3x)" in bad.stderr
+
+
+def test_changes_within_the_debounce_window_make_one_action(
+    tmp_path: Path, secrets_dir: Path, log: LogFile
+) -> None:
+    env_file = tmp_path / "dev.env"
+    env_file.write_text("A=canary-d1-aaaa\nB=canary-d1-bbbb\nC=canary-d1-cccc\n")
+    env = {name: f"env-file://{env_file}#{name}" for name in "ABC"}
+    options = ["--dir", str(secrets_dir), "--refresh", "1", "--on-change", "signal:HUP"]
+    running = refreshing(options, env, ["A", "B", "C"], log)
+    final = files_line(A="canary-d2-aaaa", B="canary-d2-bbbb", C="canary-d2-cccc")
+    try:
+        running.expect("files")
+        rewrite_in_place(env_file, "A=canary-d2-aaaa\nB=canary-d1-bbbb\nC=canary-d1-cccc\n")
+        assert running.expect("SIGHUP") == "SIGHUP"  # the first change acts at once
+        # Two more changes, found by two refreshes, soon after the action.
+        rewrite_in_place(env_file, "A=canary-d2-aaaa\nB=canary-d2-bbbb\nC=canary-d1-cccc\n")
+        log.wait_for('"changed": ["B"]')
+        rewrite_in_place(env_file, "A=canary-d2-aaaa\nB=canary-d2-bbbb\nC=canary-d2-cccc\n")
+        while running.expect("files") != final:
+            running.expect("SIGHUP")
+        running.send(signal.SIGTERM)
+        running.wait()
+    finally:
+        running.kill()
+    records = [json.loads(line) for line in log.text().splitlines()]
+    changes = [r for r in records if r.get("event") == "refresh_changed"]
+    actions = [r for r in records if r.get("event") == "on_change"]
+    assert [c["changed"] for c in changes] == [["A"], ["B"], ["C"]]
+    assert actions[0]["changed"] == ["A"]
+    # Each later action comes 5 s after the one before, with every change found meanwhile.
+    # (B and C, found about a second apart, normally make one action; on a slow
+    # machine C may come after the window, and then makes the next one.)
+    for before, action in itertools.pairwise(actions):
+        assert seconds(action["time"]) - seconds(before["time"]) >= 4.9
+        found = [c for c in changes if before["time"] < c["time"] <= action["time"]]
+        assert action["changed"] == [name for c in found for name in c["changed"]]
+
+
+def seconds(stamp: object) -> float:
+    """Seconds of a log record's ``time`` (UTC, ISO 8601 with milliseconds)."""
+    import datetime
+
+    text = str(stamp).replace("Z", "+00:00")
+    return datetime.datetime.fromisoformat(text).timestamp()
