@@ -148,6 +148,10 @@ class SupervisorLog:
     def __init__(self, log_format: str, level: str) -> None:
         self.log_format = log_format
         self.threshold = LEVELS[level]
+        if log_format == "json":
+            # Now, while root: after --user drops it, the interpreter's own
+            # files may be out of reach, and a log line must never fail.
+            import json  # noqa: F401
 
     def __call__(self, level: str, message: str, **fields: Any) -> None:
         if LEVELS[level] >= self.threshold:
