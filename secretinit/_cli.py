@@ -71,9 +71,12 @@ def _interrupt(number: int, _frame: object) -> None:
 
 
 class Duration(click.ParamType):  # type: ignore[type-arg]  # generic only in newer click stubs
-    """Seconds, as ``30``, ``30s``, ``500ms`` or ``2m``."""
+    """Seconds, as ``30``, ``30s``, ``500ms`` or ``2m`` (``parse`` may ask for more)."""
 
     name = "duration"
+
+    def __init__(self, parse: Callable[[object, str], float] = parse_duration) -> None:
+        self.parse = parse
 
     def convert(
         self, value: Any, param: click.Parameter | None, ctx: click.Context | None
@@ -81,23 +84,7 @@ class Duration(click.ParamType):  # type: ignore[type-arg]  # generic only in ne
         if isinstance(value, float):
             return value
         try:
-            return parse_duration(value, param.name if param and param.name else "duration")
-        except ValueError as err:
-            self.fail(str(err), param, ctx)
-
-
-class RefreshPeriod(Duration):
-    """A refresh period: a duration of at least one second."""
-
-    name = "duration"
-
-    def convert(
-        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
-    ) -> float:
-        if isinstance(value, float):
-            return value
-        try:
-            return parse_refresh(value, "--refresh")
+            return self.parse(value, param.name if param and param.name else "duration")
         except ValueError as err:
             self.fail(str(err), param, ctx)
 
@@ -118,7 +105,7 @@ def refresh_option(command: F) -> F:
     """``--refresh``: keep the files current (run and fetch)."""
     return click.option(
         "--refresh",
-        type=RefreshPeriod(),
+        type=Duration(parse_refresh),
         envvar="SECRETINIT_REFRESH",
         show_envvar=True,
         help="Keep the files current: fetch every secret again this often (at least 1s), "

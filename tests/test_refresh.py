@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from conftest import assert_no_leak, run_secretinit, secretinit_executable
-from tests.processes import Running, zombies_of
+from tests.processes import Running, uids_of, zombies_of
 from tests.refreshing import (
     LogFile,
     digest,
@@ -47,6 +47,32 @@ def rewrite_in_place(path: Path, text: str) -> None:
         stream.write(text)
 
 
+def write_values(env_file: Path, **values: str) -> None:
+    """Give the .env file these values, in place (see rewrite_in_place)."""
+    text = "".join(f"{name}={value}\n" for name, value in values.items())
+    if env_file.exists():
+        rewrite_in_place(env_file, text)
+    else:
+        env_file.write_text(text)
+
+
+def env_file_series(
+    tmp_path: Path,
+    secrets_dir: Path,
+    log: LogFile,
+    action: str,
+    values: dict[str, str],
+    pid_namespace: bool = False,
+) -> tuple[Running, Path]:
+    """``run --refresh 1 --on-change ACTION`` of the reader app, its secrets in a .env file."""
+    env_file = tmp_path / "dev.env"
+    write_values(env_file, **values)
+    env = {name: f"env-file://{env_file}#{name}" for name in values}
+    options = ["--dir", str(secrets_dir), "--refresh", "1", "--on-change", action]
+    running = refreshing(options, env, list(values), log, pid_namespace=pid_namespace)
+    return running, env_file
+
+
 def event(line: str) -> dict[str, object]:
     record: dict[str, object] = json.loads(line)
     return record
@@ -55,11 +81,8 @@ def event(line: str) -> dict[str, object]:
 def test_an_env_file_edited_in_place_reaches_the_application(
     tmp_path: Path, secrets_dir: Path, log: LogFile
 ) -> None:
-    env_file = tmp_path / "dev.env"
-    env_file.write_text("A=canary-a1-7f3e\nB=canary-b1-2c9d\n")
-    env = {"A": f"env-file://{env_file}#A", "B": f"env-file://{env_file}#B"}
-    options = ["--dir", str(secrets_dir), "--refresh", "1", "--on-change", "signal:HUP"]
-    running = refreshing(options, env, ["A", "B"], log)
+    values = {"A": "canary-a1-7f3e", "B": "canary-b1-2c9d"}
+    running, env_file = env_file_series(tmp_path, secrets_dir, log, "signal:HUP", values)
     try:
         running.expect("started")
         assert running.expect("files") == files_line(A="canary-a1-7f3e", B="canary-b1-2c9d")
@@ -67,7 +90,7 @@ def test_an_env_file_edited_in_place_reaches_the_application(
         unchanged = event(log.wait_for('"event": "refresh_unchanged"'))
         assert unchanged["secrets"] == 2
         assert os.readlink(secrets_dir / "..data") == first  # nothing changed: nothing written
-        rewrite_in_place(env_file, "A=canary-a2-8e4f\nB=canary-b1-2c9d\n")
+        write_values(env_file, A="canary-a2-8e4f", B="canary-b1-2c9d")
         assert running.expect("SIGHUP") == "SIGHUP"
         assert running.expect("files") == files_line(A="canary-a2-8e4f", B="canary-b1-2c9d")
         changed = event(log.wait_for('"event": "refresh_changed"'))
@@ -133,13 +156,11 @@ def test_restart_runs_the_command_again_with_the_new_files_and_values(
 def test_exit_stops_the_command_and_exits_75(
     tmp_path: Path, secrets_dir: Path, log: LogFile
 ) -> None:
-    env_file = tmp_path / "dev.env"
-    env_file.write_text("A=canary-x1-0a0a\n")
-    options = ["--dir", str(secrets_dir), "--refresh", "1", "--on-change", "exit"]
-    running = refreshing(options, {"A": f"env-file://{env_file}#A"}, ["A"], log)
+    values = {"A": "canary-x1-0a0a"}
+    running, env_file = env_file_series(tmp_path, secrets_dir, log, "exit", values)
     try:
         running.expect("files")
-        rewrite_in_place(env_file, "A=canary-x2-0b0b\n")
+        write_values(env_file, A="canary-x2-0b0b")
         assert running.expect("stopping") == "stopping"
         status, _, _ = running.wait()
     finally:
@@ -152,13 +173,11 @@ def test_exit_stops_the_command_and_exits_75(
 def test_a_failed_refresh_keeps_the_files_is_retried_and_recovers(
     tmp_path: Path, secrets_dir: Path, log: LogFile
 ) -> None:
-    env_file = tmp_path / "dev.env"
-    env_file.write_text("A=canary-f1-4d4d\n")
-    options = ["--dir", str(secrets_dir), "--refresh", "1", "--on-change", "signal:HUP"]
-    running = refreshing(options, {"A": f"env-file://{env_file}#A"}, ["A"], log)
+    values = {"A": "canary-f1-4d4d"}
+    running, env_file = env_file_series(tmp_path, secrets_dir, log, "signal:HUP", values)
     try:
         running.expect("files")
-        rewrite_in_place(env_file, "OTHER=x\n")  # A disappeared from the store
+        write_values(env_file, OTHER="x")  # A disappeared from the store
         failure = event(log.wait_for('"event": "secrets_unavailable"'))
         assert "A (env-file://" in str(failure["message"])
         assert "the last good files stay" in str(failure["message"])
@@ -174,7 +193,7 @@ def test_a_failed_refresh_keeps_the_files_is_retried_and_recovers(
         status = run_secretinit(["status", "--dir", str(secrets_dir), "--max-age", "1s"])
         assert status.returncode == 1
         assert status.stdout.startswith("unhealthy: last success ")
-        rewrite_in_place(env_file, "A=canary-f2-5e5e\n")
+        write_values(env_file, A="canary-f2-5e5e")
         assert running.expect("SIGHUP") == "SIGHUP"
         assert running.expect("files") == files_line(A="canary-f2-5e5e")
         log.wait_for('"event": "refresh_changed"')
@@ -221,16 +240,16 @@ def test_sigterm_during_a_refresh_stops_it_cleanly(
 
 @pytest.mark.usefixtures("require_root")
 def test_refresh_as_pid_1(tmp_path: Path, secrets_dir: Path, log: LogFile) -> None:
-    env_file = tmp_path / "dev.env"
-    env_file.write_text("A=canary-p1-1111\n")
-    options = ["--dir", str(secrets_dir), "--refresh", "1", "--on-change", "signal:HUP"]
-    running = refreshing(options, {"A": f"env-file://{env_file}#A"}, ["A"], log, pid_namespace=True)
+    values = {"A": "canary-p1-1111"}
+    running, env_file = env_file_series(
+        tmp_path, secrets_dir, log, "signal:HUP", values, pid_namespace=True
+    )
     try:
         running.expect("started")
         status_lines = Path(f"/proc/{running.pid}/status").read_text().splitlines()
         assert next(line for line in status_lines if line.startswith("NSpid:")).endswith("\t1")
         running.expect("files")
-        rewrite_in_place(env_file, "A=canary-p2-2222\n")
+        write_values(env_file, A="canary-p2-2222")
         assert running.expect("SIGHUP") == "SIGHUP"
         assert running.expect("files") == files_line(A="canary-p2-2222")
         log.wait_for('"event": "refresh_unchanged"')
@@ -242,16 +261,21 @@ def test_refresh_as_pid_1(tmp_path: Path, secrets_dir: Path, log: LogFile) -> No
     assert status == 0
 
 
+def start_sidecar(secrets_dir: Path, env_file: Path, log: LogFile, *options: str) -> Running:
+    """``fetch --refresh 1`` of secret A from ``env_file``, logging JSON into ``log``."""
+    return Running(
+        ["fetch", "--dir", str(secrets_dir), "--refresh", "1", "--log-format", "json", *options],
+        {"A": f"env-file://{env_file}#A"},
+        stderr=log.stream,
+    )
+
+
 def test_fetch_refresh_is_a_sidecar_with_a_health_check(
     tmp_path: Path, secrets_dir: Path, log: LogFile
 ) -> None:
     env_file = tmp_path / "dev.env"
-    env_file.write_text("A=canary-s1-3333\n")
-    sidecar = Running(
-        ["fetch", "--dir", str(secrets_dir), "--refresh", "1", "--log-format", "json"],
-        {"A": f"env-file://{env_file}#A"},
-        stderr=log.stream,
-    )
+    write_values(env_file, A="canary-s1-3333")
+    sidecar = start_sidecar(secrets_dir, env_file, log)
     try:
         log.wait_for('"event": "summary"')
         probe = subprocess.run(
@@ -266,7 +290,7 @@ def test_fetch_refresh_is_a_sidecar_with_a_health_check(
         assert "refreshed every 1 s" in probe.stdout
         cmdline = Path(f"/proc/{sidecar.pid}/cmdline").read_bytes().split(b"\0")
         assert cmdline[4].endswith(b"secretinit/_supervisor.py")  # the lean process stays
-        rewrite_in_place(env_file, "A=canary-s2-4444\n")
+        write_values(env_file, A="canary-s2-4444")
         wait_until(lambda: (secrets_dir / "A").read_text() == "canary-s2-4444", what="the change")
         before = time.monotonic()
         sidecar.send(signal.SIGTERM)
@@ -279,29 +303,33 @@ def test_fetch_refresh_is_a_sidecar_with_a_health_check(
     assert_no_leak(["canary-s1-3333", "canary-s2-4444"], log.text())
 
 
-@pytest.mark.usefixtures("require_root")
-def test_a_refresh_the_user_cannot_start_is_a_failure_that_is_logged(
-    shared_dir: Path, secrets_dir: Path, log: LogFile
-) -> None:
-    # Here the interpreter lives under /root, which nobody may enter: each
-    # refresh fails to start, and says so, while the files stay.
-    env_file = shared_dir / "dev.env"
-    env_file.write_text("A=canary-u1-5555\n")
-    env_file.chmod(0o644)
-    interpreter = Path(os.path.realpath(sys.executable))
-    if os.access(interpreter, os.X_OK, effective_ids=False) and all(
-        p.stat().st_mode & 0o001 for p in interpreter.parents
-    ):
-        pytest.skip("nobody can run this interpreter: the failure cannot be staged")
-    sidecar = Running(
-        ["fetch", "--dir", str(secrets_dir), "--refresh", "1", "--user", "nobody"],
-        {"A": f"env-file://{env_file}#A"},
-        stderr=log.stream,
+def runnable_by_nobody(program: str) -> bool:
+    """Whether ``nobody`` can reach and run ``program`` (not under a private /root)."""
+    path = Path(os.path.realpath(program))
+    return bool(path.stat().st_mode & 0o001) and all(
+        parent.stat().st_mode & 0o001 for parent in path.parents
     )
+
+
+@pytest.mark.usefixtures("require_root")
+def test_refreshes_run_as_the_user(shared_dir: Path, secrets_dir: Path, log: LogFile) -> None:
+    env_file = shared_dir / "dev.env"  # the user must read it, as the refreshes run as it
+    write_values(env_file, A="canary-u1-5555")
+    env_file.chmod(0o644)
+    sidecar = start_sidecar(secrets_dir, env_file, log, "--user", "nobody")
     try:
-        log.wait_for("cannot start a refresh: Permission denied")
-        log.wait_for("cannot start a refresh: Permission denied")  # retried
+        log.wait_for('"event": "summary"')
         assert (secrets_dir / "A").stat().st_uid == NOBODY
+        wait_until(lambda: uids_of(sidecar.pid) == (NOBODY, NOBODY), what="dropping root")
+        if runnable_by_nobody(sys.executable):
+            write_values(env_file, A="canary-u2-6666")
+            log.wait_for('"event": "refresh_changed"')
+            assert (secrets_dir / "A").read_text() == "canary-u2-6666"
+            assert (secrets_dir / "..secretinit" / "health").stat().st_uid == NOBODY
+        else:  # this interpreter lives where nobody may not go: said, and tried again
+            log.wait_for("cannot start a refresh: Permission denied")
+            log.wait_for("cannot start a refresh: Permission denied")
+            assert (secrets_dir / "A").read_text() == "canary-u1-5555"
         sidecar.send(signal.SIGTERM)
         status, _, _ = sidecar.wait()
     finally:
@@ -420,12 +448,12 @@ def test_a_credential_that_expired_and_cannot_be_replaced(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["run", "--refresh", "0.5", "--", "true"], "--refresh must be at least 1s"),
+        (["run", "--refresh", "0.5", "--", "true"], "refresh must be at least 1s"),
         (["run", "--refresh", "soon", "--", "true"], "must be a duration"),
         (["run", "--refresh", "5", "--exec", "--", "true"], "cannot be used with --exec"),
         (["run", "--refresh", "5", "--on-change", "reload", "--", "true"], "is not an action"),
         (["run", "--on-change", "signal:NOPE", "--", "true"], "names no signal"),
-        (["fetch", "--refresh", "0"], "--refresh must be at least 1s"),
+        (["fetch", "--refresh", "0"], "refresh must be at least 1s"),
         (["status"], "give --dir"),
         (["status", "--dir", "/nowhere", "--bogus"], "unknown argument '--bogus'"),
     ],
@@ -520,20 +548,17 @@ def test_status_through_the_cli_module(tmp_path: Path, secrets_dir: Path) -> Non
 def test_changes_within_the_debounce_window_make_one_action(
     tmp_path: Path, secrets_dir: Path, log: LogFile
 ) -> None:
-    env_file = tmp_path / "dev.env"
-    env_file.write_text("A=canary-d1-aaaa\nB=canary-d1-bbbb\nC=canary-d1-cccc\n")
-    env = {name: f"env-file://{env_file}#{name}" for name in "ABC"}
-    options = ["--dir", str(secrets_dir), "--refresh", "1", "--on-change", "signal:HUP"]
-    running = refreshing(options, env, ["A", "B", "C"], log)
+    values = {"A": "canary-d1-aaaa", "B": "canary-d1-bbbb", "C": "canary-d1-cccc"}
+    running, env_file = env_file_series(tmp_path, secrets_dir, log, "signal:HUP", values)
     final = files_line(A="canary-d2-aaaa", B="canary-d2-bbbb", C="canary-d2-cccc")
     try:
         running.expect("files")
-        rewrite_in_place(env_file, "A=canary-d2-aaaa\nB=canary-d1-bbbb\nC=canary-d1-cccc\n")
+        write_values(env_file, **{**values, "A": "canary-d2-aaaa"})
         assert running.expect("SIGHUP") == "SIGHUP"  # the first change acts at once
         # Two more changes, found by two refreshes, soon after the action.
-        rewrite_in_place(env_file, "A=canary-d2-aaaa\nB=canary-d2-bbbb\nC=canary-d1-cccc\n")
+        write_values(env_file, **{**values, "A": "canary-d2-aaaa", "B": "canary-d2-bbbb"})
         log.wait_for('"changed": ["B"]')
-        rewrite_in_place(env_file, "A=canary-d2-aaaa\nB=canary-d2-bbbb\nC=canary-d2-cccc\n")
+        write_values(env_file, A="canary-d2-aaaa", B="canary-d2-bbbb", C="canary-d2-cccc")
         while running.expect("files") != final:
             running.expect("SIGHUP")
         running.send(signal.SIGTERM)
