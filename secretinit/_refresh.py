@@ -87,6 +87,7 @@ from secretinit._supervisor import (
 from secretinit._writer import (
     FileOwner,
     SecretDirectory,
+    held_stop_signals,
     open_secret_directory,
     open_state_directory,
     write_private_file,
@@ -269,10 +270,12 @@ def _refresh(directory: str, report: dict[str, str], started: float) -> int:
             secret_dir = open_secret_directory(directory, start.owner, warn=False)
             try:
                 files = files_to_write(start.declaration, resolution)
-                # The supervisor removes the generation this replaces, a moment later.
-                changed = write_secret_files(secret_dir, files, start.owner, keep_previous=True)
-                if changed:  # reported even if a stop comes next: the files did change
-                    report["changed"] = " ".join(changed)
+                # Held until the report says what changed: the files did.
+                with held_stop_signals():
+                    # The supervisor removes the generation this replaces, a moment later.
+                    changed = write_secret_files(secret_dir, files, start.owner, True)
+                    if changed:
+                        report["changed"] = " ".join(changed)
                 exported = _exports_changed(start, resolution, secret_dir, inherited)
                 if exported:
                     report["environ"] = " ".join(exported)

@@ -248,7 +248,7 @@ def write_secret_files(
     if unchanged:
         return []
     generation = _write_generation(directory, files, owner)
-    with _stop_signals_held():
+    with held_stop_signals():
         try:
             _link(directory, DATA_LINK, generation, owner)
         except OSError as err:
@@ -499,12 +499,13 @@ def _temporary_name() -> str:
 
 
 @contextmanager
-def _stop_signals_held() -> Iterator[None]:
-    """Hold SIGTERM and SIGINT while the links change; act on them afterwards.
+def held_stop_signals() -> Iterator[None]:
+    """Hold SIGTERM and SIGINT for a moment; act on them afterwards.
 
     A stop signal raises in the main thread wherever it runs; between the
     switch of ``..data`` and the last link it would leave a name without
     its link. Outside the main thread no handler can run, so nothing is held.
+    Nested, the inner one hands what it held to the outer one.
     """
     if threading.current_thread() is not threading.main_thread():
         yield

@@ -299,15 +299,22 @@ def test_stop_signals_are_held_while_the_links_change() -> None:
     import signal
     import time
 
-    from secretinit._writer import _stop_signals_held
+    from secretinit._writer import held_stop_signals
 
     got: list[int] = []
     previous = signal.signal(signal.SIGTERM, lambda number, _frame: got.append(number))
     try:
-        with _stop_signals_held():
+        with held_stop_signals():
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(0.05)  # an unheld handler would have run by now
             assert got == []
+        assert got == [signal.SIGTERM]
+        got.clear()
+        with held_stop_signals():  # nested (a refresh run around the writer's own)
+            with held_stop_signals():
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.05)
+            assert got == []  # handed to the outer one
         assert got == [signal.SIGTERM]
     finally:
         signal.signal(signal.SIGTERM, previous)
