@@ -303,14 +303,18 @@ class CommandFailed(Exception):
         self.status = status
 
 
-def spawn(command: list[str], child_sigmask: tuple[int, ...], env: dict[str, str]) -> int:
+def spawn(
+    command: list[str], child_sigmask: tuple[int, ...], env: dict[str, str], previous: int = 0
+) -> int:
     """Start ``command`` in its own process group with ``env``; return its PID.
 
     fork + exec rather than posix_spawn, because the child must take the
-    terminal's foreground (``docker run -it``) before it runs, as tini does.
-    Whether exec worked comes back through a close-on-exec pipe.
+    terminal's foreground (``docker run -it``) before it runs, as tini does:
+    when this process has it, or when ``previous`` (the group of the command
+    it restarts) had it. Whether exec worked comes back through a
+    close-on-exec pipe.
     """
-    take_terminal = _owns_terminal()
+    take_terminal = _owns_terminal(previous)
     # Searched here: after fork the child may no longer read the interpreter's
     # own files (--user), so it must not import anything (os.execvpe would).
     candidates = _executable_candidates(command[0], env)
@@ -372,9 +376,9 @@ def command_failed(program: str, error: int) -> CommandFailed:
     return CommandFailed(EXIT_CANNOT_EXECUTE, f"{program}: cannot execute: {os.strerror(error)}")
 
 
-def _owns_terminal() -> bool:
+def _owns_terminal(previous: int = 0) -> bool:
     try:
-        return os.isatty(0) and os.tcgetpgrp(0) == os.getpgrp()
+        return os.isatty(0) and os.tcgetpgrp(0) in (os.getpgrp(), previous)
     except OSError:
         return False
 
@@ -488,8 +492,8 @@ class Supervisor:
 
     # The command.
 
-    def start_command(self) -> None:
-        self.child = spawn(self.options.command, self.options.child_sigmask, self.environ)
+    def start_command(self, previous: int = 0) -> None:
+        self.child = spawn(self.options.command, self.options.child_sigmask, self.environ, previous)
         self.log("debug", f"started {self.program} as PID {self.child}", event="child_started")
 
     def stop_command(self, final_status: int | None) -> None:
@@ -507,6 +511,7 @@ class Supervisor:
             self.kill_at = time.monotonic() + self.options.grace
 
     def on_command_exit(self, wait_status: int) -> None:
+        group = self.child or 0  # its process group: a restart takes its terminal back
         self.child = None
         self.wait_status = wait_status
         self.kill_at = None
@@ -528,7 +533,7 @@ class Supervisor:
             self.gathered.clear()
             self.action_at = None
             try:
-                self.start_command()
+                self.start_command(group)
             except CommandFailed as err:
                 self.log("error", str(err), event="command_failed", status=err.status)
                 self.final_status = err.status

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from conftest import assert_no_leak, run_secretinit, secretinit_executable
-from tests.processes import Running, uids_of, zombies_of
+from tests.processes import Running, descendants, uids_of, zombies_of
 from tests.refreshing import (
     LogFile,
     digest,
@@ -585,3 +585,41 @@ def seconds(stamp: object) -> float:
 
     text = str(stamp).replace("Z", "+00:00")
     return datetime.datetime.fromisoformat(text).timestamp()
+
+
+def test_a_restarted_command_gets_the_terminal_foreground(tmp_path: Path) -> None:
+    """Under ``docker run -it``, the command started again must still read the terminal."""
+    import pty
+    import select
+
+    env_file = tmp_path / "dev.env"
+    write_values(env_file, A="canary-tty1-8888")
+    script = 'echo "prompt $(cat "$A_FILE" | wc -c)"; read line; echo "got-$line"; sleep 60'
+    pid, master = pty.fork()
+    if pid == 0:  # the child: become secretinit on the new terminal
+        os.environ["A"] = f"env-file://{env_file}#A"
+        argv = [secretinit_executable(), "run", "--refresh", "1", "--on-change", "restart"]
+        os.execv(argv[0], [*argv, "--grace", "1", "--", "sh", "-c", script])
+    output = b""
+
+    def read_until(needle: bytes) -> None:
+        nonlocal output
+        deadline = time.monotonic() + 30
+        while needle not in output:
+            assert time.monotonic() < deadline, output
+            if select.select([master], [], [], 0.2)[0]:
+                output += os.read(master, 4096)
+
+    try:
+        read_until(b"prompt 16")
+        os.write(master, b"one\n")
+        read_until(b"got-one")
+        write_values(env_file, A="canary-tty2-88889")  # the restart: one byte longer
+        read_until(b"prompt 17")
+        os.write(master, b"two\n")
+        read_until(b"got-two")  # read: the new command has the terminal
+    finally:
+        for stray in [*descendants(pid), pid]:
+            os.kill(stray, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        os.close(master)
