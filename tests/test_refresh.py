@@ -8,6 +8,7 @@ debug level into a file that each test reads as it grows.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -620,6 +621,7 @@ def test_a_restarted_command_gets_the_terminal_foreground(tmp_path: Path) -> Non
         read_until(b"got-two")  # read: the new command has the terminal
     finally:
         for stray in [*descendants(pid), pid]:
-            os.kill(stray, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(stray, signal.SIGKILL)
         os.waitpid(pid, 0)
         os.close(master)
