@@ -201,7 +201,8 @@ def refresh_run_main(argv: list[str]) -> int:
         log("debug", f"refresh stopped by {stopped}", event="refresh_stopped")
         return 128 + stopped.number
     except SecretInitError as err:
-        _record_failure(directory, started, tuple(getattr(err, "kinds", ())))
+        failed = err.failures if isinstance(err, SecretsUnavailable) else []
+        _record_failure(directory, started, tuple(f.name for f in failed))
         if isinstance(err, SecretsUnavailable):
             log(
                 "error",
@@ -209,7 +210,9 @@ def refresh_run_main(argv: list[str]) -> int:
                 event="secrets_unavailable",
                 failures=err.failures,
             )
-            return EXIT_EXPIRED if "expired" in err.kinds.values() else err.exit_status
+            return (
+                EXIT_EXPIRED if any(f.kind == "expired" for f in err.failures) else err.exit_status
+            )
         log("error", f"refresh failed; the last good files stay: {err}", event="refresh_failed")
         return err.exit_status
     except Exception as err:

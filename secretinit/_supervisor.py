@@ -18,7 +18,10 @@ It reads as its steps, as tini and dumb-init do:
    and Python's own changed dispositions (SIGPIPE, SIGXFSZ) restored;
 5. loop (:class:`Supervisor`): wait for a signal or the next timer; forward
    the signal, or reap every exited child; after a forwarded SIGTERM or
-   SIGINT give the child ``--grace`` seconds, then SIGKILL its process group;
+   SIGINT, if ``--grace`` was given, give the child that long, then SIGKILL
+   its process group (without it, as tini, the orchestrator's stop period is
+   the only deadline); a stop of secretinit's own (``--on-change restart`` or
+   ``exit``) always has one: ``--grace``, else :data:`OWN_STOP_GRACE`;
 6. remove the secret files (``--cleanup``) and exit with the child's status:
    its exit code, 128+N for death by signal N, 127 if the command was not
    found, 126 if it could not be executed.
@@ -86,6 +89,9 @@ FORWARDED_SIGNALS = (
     signal.SIGUSR2,
     signal.SIGWINCH,
 )
+# A stop secretinit decides itself (--on-change restart or exit) waits this
+# long for the command when no --grace was given: nobody else would end it.
+OWN_STOP_GRACE = 10.0
 # After one of these reaches the child, it has --grace seconds to exit.
 STOPPING_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 WAITED_SIGNALS = frozenset((*FORWARDED_SIGNALS, signal.SIGCHLD))
@@ -167,7 +173,7 @@ class SupervisorOptions:
 
     def __init__(self, command: list[str]) -> None:
         self.command = command  # empty: no command, only refreshes (a sidecar)
-        self.grace = 10.0
+        self.grace: float | None = None  # no deadline of its own: the orchestrator's
         self.log_format = "text"
         self.log_level = "info"
         self.user: tuple[int, int, tuple[int, ...]] | None = None
@@ -197,8 +203,9 @@ def program_argv(*args: str) -> list[str]:
 def supervisor_argv(options: SupervisorOptions) -> list[str]:
     """The ``python -I -S -B _supervisor.py ...`` command line for ``options``."""
     argv = [sys.executable, "-I", "-S", "-B", os.path.abspath(__file__)]
-    argv += ["--grace", repr(options.grace), "--log-format", options.log_format]
-    argv += ["--log-level", options.log_level]
+    if options.grace is not None:
+        argv += ["--grace", repr(options.grace)]
+    argv += ["--log-format", options.log_format, "--log-level", options.log_level]
     if options.user is not None:
         uid, gid, groups = options.user
         argv += ["--user", f"{uid}:{gid}:{','.join(map(str, groups))}"]
@@ -402,6 +409,11 @@ def reap() -> list[tuple[int, int]]:
         reaped.append((pid, wait_status))
 
 
+def own_stop_grace(grace: float | None) -> float:
+    """The deadline of a stop secretinit decided itself: ``--grace``, else a default."""
+    return OWN_STOP_GRACE if grace is None else grace
+
+
 class RefreshRun:
     """A refresh run in progress: its PID, the read end of its report pipe, its deadline."""
 
@@ -508,7 +520,7 @@ class Supervisor:
         except ProcessLookupError:
             pass  # it exited; its SIGCHLD is pending
         if self.kill_at is None:
-            self.kill_at = time.monotonic() + self.options.grace
+            self.kill_at = time.monotonic() + own_stop_grace(self.options.grace)
 
     def on_command_exit(self, wait_status: int) -> None:
         group = self.child or 0  # its process group: a restart takes its terminal back
@@ -568,7 +580,8 @@ class Supervisor:
         if self.kill_at is not None and now >= self.kill_at:
             self.log(
                 "warning",
-                f"the command did not exit {self.options.grace:g} s after being asked; killing it",
+                f"the command did not exit {own_stop_grace(self.options.grace):g} s after being "
+                "asked; killing it",
                 event="grace_expired",
                 pid=self.child,
             )
@@ -608,14 +621,19 @@ class Supervisor:
     def on_signal(self, number: int) -> None:
         name = signal.Signals(number).name
         if self.child is not None:
+            level = "info" if number in STOPPING_SIGNALS else "debug"
             self.log(
-                "debug", f"forwarding {name} to the command", event="signal_forwarded", signal=name
+                level, f"forwarding {name} to the command", event="signal_forwarded", signal=name
             )
             try:
                 os.kill(self.child, number)
             except ProcessLookupError:
                 pass  # it exited; its SIGCHLD is pending
-            if number in STOPPING_SIGNALS and self.kill_at is None:
+            if (
+                number in STOPPING_SIGNALS
+                and self.kill_at is None
+                and self.options.grace is not None
+            ):
                 self.kill_at = time.monotonic() + self.options.grace
         elif not self.options.command and number not in STOPPING_SIGNALS:
             self.log(

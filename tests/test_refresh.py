@@ -469,7 +469,7 @@ def test_refresh_settings_in_the_config_are_checked(tmp_path: Path) -> None:
     config = tmp_path / "secretinit.toml"
     config.write_text('[defaults]\nrefresh = "0s"\non_change = "reboot"\n')
     result = run_secretinit(["run", "--config", str(config), "--", "true"])
-    assert result.returncode == 2
+    assert result.returncode == 78  # EX_CONFIG: a bad config, not a bad command line
     assert "[defaults] refresh must be at least 1s" in result.stderr
     assert "[defaults] on_change: 'reboot' is not an action" in result.stderr
 
