@@ -2,10 +2,12 @@
 and with ``--refresh`` keeps the secret files current.
 
 Once the secret files are written, ``secretinit run`` replaces itself (same
-PID, so still PID 1 in a container) with ``python -I -S -B`` running this
-file as a script. It imports only the standard library: a resident process
-holding click, a cloud SDK and its HTTP stack would cost tens of MB for the
-whole life of the application and gain nothing.
+PID, so still PID 1 in a container) with ``python -I -S -B`` running
+``_supervisor_main.py``, which imports this module from its bytecode (a
+script would be compiled at every start). It imports only the standard
+library, and of it only what it runs: a resident process holding click, a
+cloud SDK and its HTTP stack would cost tens of MB for the whole life of the
+application and gain nothing.
 
 It reads as its steps, as tini and dumb-init do:
 
@@ -72,13 +74,19 @@ The main process builds this script's arguments with :func:`supervisor_argv`.
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs start-up time; only mypy reads the annotations
+    import signal
     from typing import Any, NoReturn
+else:
+    # The C module that ``signal`` wraps: the same functions and numbers, but
+    # ``signal`` builds three enum classes at import, and the enum module they
+    # need costs more than the rest of this process's start. Signal names come
+    # from signal_name() and signal_number() instead of signal.Signals.
+    import _signal as signal
 
 FORWARDED_SIGNALS = (
     signal.SIGTERM,
@@ -131,6 +139,35 @@ REFRESH_STOP_TIMEOUT = 5.0  # a refresh run stopped by SIGTERM gets this long be
 # still finds its file.
 TIDY_DELAY = MIN_REFRESH_DELAY
 ON_CHANGE_CHOICES = "signal:NAME, restart, exit or none"
+
+
+_signal_names: dict[int, str] = {}
+
+
+def _signal_table() -> dict[str, int]:
+    """Every signal name (aliases too) and its number, as ``signal.Signals`` holds them."""
+    return {
+        name: number
+        for name, number in vars(signal).items()
+        if name.startswith("SIG") and not name.startswith("SIG_") and isinstance(number, int)
+    }
+
+
+def signal_name(number: int) -> str:
+    """``SIGTERM`` for 15: the name ``signal.Signals(number).name`` gives.
+
+    Of two names for one number (SIGABRT and SIGIOT) the first in alphabetical
+    order, as the enum makes it. A number with no name is shown as such.
+    """
+    if not _signal_names:
+        for name, value in sorted(_signal_table().items(), key=lambda item: (item[1], item[0])):
+            _signal_names.setdefault(value, name)
+    return _signal_names.get(number, f"signal {number}")
+
+
+def signal_number(name: str) -> int | None:
+    """The number of signal ``name`` (``SIGHUP``), or None if there is no such signal."""
+    return _signal_table().get(name)
 
 
 def format_log_line(log_format: str, level: str, message: str, fields: dict[str, Any]) -> str:
@@ -201,8 +238,9 @@ def program_argv(*args: str) -> list[str]:
 
 
 def supervisor_argv(options: SupervisorOptions) -> list[str]:
-    """The ``python -I -S -B _supervisor.py ...`` command line for ``options``."""
-    argv = [sys.executable, "-I", "-S", "-B", os.path.abspath(__file__)]
+    """The ``python -I -S -B _supervisor_main.py ...`` command line for ``options``."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_supervisor_main.py")
+    argv = [sys.executable, "-I", "-S", "-B", script]
     if options.grace is not None:
         argv += ["--grace", repr(options.grace)]
     argv += ["--log-format", options.log_format, "--log-level", options.log_level]
@@ -279,7 +317,7 @@ def parse_on_change(text: str) -> str:
     if colon and kind.lower() == "signal":
         upper = name.strip().upper()
         full = upper if upper.startswith("SIG") else "SIG" + upper
-        if full in signal.Signals.__members__:
+        if signal_number(full) is not None:
             return "signal:" + full[3:]
         raise ValueError(f"{text!r} names no signal: write signal:HUP, signal:USR1, ...")
     raise ValueError(f"{text!r} is not an action: expected {ON_CHANGE_CHOICES}")
@@ -287,10 +325,34 @@ def parse_on_change(text: str) -> str:
 
 def become_subreaper() -> None:
     """Adopt orphaned descendants, as PID 1 does, so none stays a zombie."""
-    import ctypes
+    try:
+        prctl = _libc_function("prctl")
+    except Exception:  # the C module changed: the ctypes package does the same
+        import ctypes
 
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def _libc_function(name: str) -> Any:
+    """``ctypes.CDLL(None, use_errno=True).NAME``, made from the C module ctypes is built on.
+
+    Importing the ctypes package costs three times what the rest of the
+    supervisor's start does, for one prctl(2) call when it is not PID 1.
+    """
+    import _ctypes
+
+    class Int(_ctypes._SimpleCData):  # type: ignore[type-arg]  # ctypes.c_int
+        _type_ = "i"
+
+    class Function(_ctypes.CFuncPtr):
+        _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
+        _restype_ = Int
+
+    class Library:  # what CDLL(None) hands a function: the process's own symbols
+        _handle = _ctypes.dlopen(None, _ctypes.RTLD_LOCAL)  # type: ignore[arg-type]
+
+    return Function((name, Library()))  # type: ignore[arg-type]  # anything with a _handle
 
 
 def drop_privileges(uid: int, gid: int, groups: tuple[int, ...]) -> None:
@@ -529,7 +591,7 @@ class Supervisor:
         self.kill_at = None
         status = exit_status(wait_status)
         how = (
-            f"was killed by {signal.Signals(os.WTERMSIG(wait_status)).name}"
+            f"was killed by {signal_name(os.WTERMSIG(wait_status))}"
             if os.WIFSIGNALED(wait_status)
             else "exited"
         )
@@ -619,7 +681,7 @@ class Supervisor:
                 self.on_refresh_exit(wait_status)
 
     def on_signal(self, number: int) -> None:
-        name = signal.Signals(number).name
+        name = signal_name(number)
         if self.child is not None:
             level = "info" if number in STOPPING_SIGNALS else "debug"
             self.log(
@@ -809,8 +871,10 @@ class Supervisor:
         because = f"{', '.join(names)} changed"
         fields = {"event": "on_change", "action": action, "changed": names}
         if action.startswith("signal:"):
-            number = signal.Signals["SIG" + action[7:]]
-            self.log("info", f"sending {number.name} to {self.program}: {because}", **fields)
+            name = "SIG" + action[7:]
+            number = signal_number(name)
+            assert number is not None  # parse_on_change accepted only a signal's name
+            self.log("info", f"sending {name} to {self.program}: {because}", **fields)
             try:
                 os.kill(self.child, number)
             except ProcessLookupError:

@@ -290,7 +290,7 @@ def test_fetch_refresh_is_a_sidecar_with_a_health_check(
         assert probe.stdout.startswith("ready: last success ")
         assert "refreshed every 1 s" in probe.stdout
         cmdline = Path(f"/proc/{sidecar.pid}/cmdline").read_bytes().split(b"\0")
-        assert cmdline[4].endswith(b"secretinit/_supervisor.py")  # the lean process stays
+        assert cmdline[4].endswith(b"secretinit/_supervisor_main.py")  # the lean process stays
         write_values(env_file, A="canary-s2-4444")
         wait_until(lambda: (secrets_dir / "A").read_text() == "canary-s2-4444", what="the change")
         before = time.monotonic()

@@ -240,7 +240,7 @@ def test_orphaned_grandchildren_are_reaped_by_pid_1() -> None:
     try:
         running.expect("ready")
         assert running.expect("zombies") == "zombies 0"
-        assert "secretinit/_supervisor.py" in running.expect("pid1")
+        assert "secretinit/_supervisor_main.py" in running.expect("pid1")
         running.send(signal.SIGTERM)
         status, _, _ = running.wait()
     finally:
@@ -255,7 +255,7 @@ def test_supervisor_forgets_the_providers() -> None:
         running.expect("ready")
         cmdline = Path(f"/proc/{running.pid}/cmdline").read_bytes().split(b"\0")
         assert cmdline[1:4] == [b"-I", b"-S", b"-B"]
-        assert cmdline[4].endswith(b"secretinit/_supervisor.py")
+        assert cmdline[4].endswith(b"secretinit/_supervisor_main.py")
         maps = Path(f"/proc/{running.pid}/maps").read_text()
         assert "site-packages" not in maps  # nothing of click, dotenv or an SDK is mapped
         running.send(signal.SIGTERM)

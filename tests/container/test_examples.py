@@ -157,7 +157,7 @@ def test_swarm_stack_drops_root_and_hides_the_swarm_secrets(
     status = container.read("/proc/1/status", user="0")
     uid_line = next(line for line in status.splitlines() if line.startswith("Uid:"))
     assert set(uid_line.split()[1:]) == {str(APP_UID)}, "PID 1 kept root"
-    assert "secretinit/_supervisor.py" in container.read("/proc/1/cmdline", user="0")
+    assert "secretinit/_supervisor_main.py" in container.read("/proc/1/cmdline", user="0")
     assert container.exec("stat", "-f", "-c", "%T", SECRET_DIR).stdout.strip() == "tmpfs"
     listing = container.exec("stat", "-L", "-c", "%a %u", SECRET_DIR, f"{SECRET_DIR}/tls.key")
     assert listing.stdout.split("\n")[:2] == [f"700 {APP_UID}", f"400 {APP_UID}"]

@@ -94,7 +94,7 @@ def running(
 def test_pid1_is_secretinit(running: Container) -> None:
     argv = running.read("/proc/1/cmdline").split("\0")
     assert argv[1:4] == ["-I", "-S", "-B"], argv
-    assert argv[4].endswith("/secretinit/_supervisor.py"), argv
+    assert argv[4].endswith("/secretinit/_supervisor_main.py"), argv
     assert argv[argv.index("--") + 1 :][:2] == APP[:2]
     # Non-root from the start: nothing of secretinit's ever ran as root.
     assert ids(process_status(running, 1), "Uid") == {APP_UID}
