@@ -509,8 +509,6 @@ def _refresh_series(
     exec_: bool,
 ) -> RefreshSeries | None:
     """The refresh series the options ask for, or None; refuses what cannot refresh."""
-    from secretinit._refresh import RefreshSeries
-
     settings = start.declaration.settings
     period = settings_value(refresh, settings.refresh, None)
     action = settings_value(on_change, settings.on_change, "none")
@@ -523,6 +521,8 @@ def _refresh_series(
     if not start.declaration.secrets:
         log("warning", "--refresh: no secrets declared, so nothing to refresh", event="no_secrets")
         return None
+    from secretinit._refresh import RefreshSeries  # only a refreshing start needs it (json, ...)
+
     return RefreshSeries(period, action, options, user)
 
 
