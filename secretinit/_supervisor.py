@@ -377,16 +377,18 @@ def spawn(
 ) -> int:
     """Start ``command`` in its own process group with ``env``; return its PID.
 
-    fork + exec rather than posix_spawn, because the child must take the
-    terminal's foreground (``docker run -it``) before it runs, as tini does:
-    when this process has it, or when ``previous`` (the group of the command
-    it restarts) had it. Whether exec worked comes back through a
-    close-on-exec pipe.
+    With a terminal to hand over, fork + exec, because the child must take
+    the terminal's foreground (``docker run -it``) before it runs, as tini
+    does: when this process has it, or when ``previous`` (the group of the
+    command it restarts) had it. Whether exec worked comes back through a
+    close-on-exec pipe. Without one (the usual container), posix_spawn.
     """
     take_terminal = _owns_terminal(previous)
     # Searched here: after fork the child may no longer read the interpreter's
     # own files (--user), so it must not import anything (os.execvpe would).
     candidates = _executable_candidates(command[0], env)
+    if not take_terminal:
+        return _spawn_without_terminal(command, candidates, child_sigmask, env)
     read_end, write_end = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:  # the child: nothing here may return
@@ -428,6 +430,37 @@ def spawn(
         return pid
     os.waitpid(pid, 0)
     raise command_failed(command[0], int(failure))
+
+
+def _spawn_without_terminal(
+    command: list[str], candidates: list[str], child_sigmask: tuple[int, ...], env: dict[str, str]
+) -> int:
+    """:func:`spawn` by posix_spawn: the same group, mask, dispositions and exit statuses.
+
+    glibc's posix_spawn is vfork + exec: no copy of this process's page
+    tables and no copy-on-write faults while the child gets to exec, which a
+    fork of even this small interpreter costs; an exec that fails is reported
+    by the call itself. Python ignores SIGPIPE and SIGXFSZ at start-up, which
+    exec would keep: setsigdef restores them.
+    """
+    missing = unusable = 0
+    for candidate in candidates:
+        try:
+            return os.posix_spawn(
+                candidate,
+                command,
+                env,
+                setpgroup=0,
+                setsigmask=child_sigmask,
+                setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),
+            )
+        except OSError as err:
+            # As execvp: one that is there but cannot run wins over "not found".
+            if err.errno in (2, 20):  # ENOENT, ENOTDIR
+                missing = missing or err.errno
+            else:
+                unusable = unusable or err.errno or 8
+    raise command_failed(command[0], unusable or missing or 2)
 
 
 def _executable_candidates(program: str, env: dict[str, str]) -> list[str]:
