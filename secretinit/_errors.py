@@ -86,6 +86,21 @@ class Unreachable(FetchError):
     kind = "unreachable"
 
 
+class Throttled(Unreachable):
+    """The store refused for now because of its rate limit (a 429, ``ThrottlingException``).
+
+    ``retry_after`` is the wait in seconds the store asked for (its
+    ``Retry-After``), or None when it named none: the core then backs off on
+    its own, and never retries sooner than a wait the store asked for.
+    """
+
+    kind = "throttled"
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class NotChecked(FetchError):
     """``secretinit check`` did not try this secret, on purpose.
 
