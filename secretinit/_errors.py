@@ -100,6 +100,23 @@ class Throttled(Unreachable):
         super().__init__(message)
         self.retry_after = retry_after
 
+    @staticmethod
+    def parse_retry_after(header: str | None) -> float | None:
+        """Seconds from an HTTP ``Retry-After`` (delta-seconds or an HTTP date), else None."""
+        if header is None or not header.strip():
+            return None
+        text = header.strip()
+        if text.isascii() and text.isdigit():
+            return float(text)
+        import email.utils  # a date is rare: only then pay for the import
+        import time
+
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError):
+            return None
+        return max(0.0, when.timestamp() - time.time())
+
 
 class NotChecked(FetchError):
     """``secretinit check`` did not try this secret, on purpose.

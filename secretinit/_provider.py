@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from secretinit._errors import BadReference, ConfigError, FetchError, NotFound
@@ -57,18 +57,28 @@ class Provider(abc.ABC):
         self.environ: Mapping[str, str] = os.environ if environ is None else environ
         unknown = sorted(set(self.options) - self.config_options)
         if unknown:
-            accepted = ", ".join(sorted(self.config_options)) or "none"
             raise ConfigError(
                 f"[providers.{self.table}] has unknown options",
-                [
-                    f"{name!r} is not an option of {self.table} (accepted: {accepted})"
-                    for name in unknown
-                ],
+                [self.unknown_option(name) for name in unknown],
             )
 
     def __repr__(self) -> str:
         # Never echo options: a table may hold a credential.
         return f"<{type(self).__name__} scheme={self.scheme!r}>"
+
+    def unknown_option(self, name: str) -> str:
+        """The problem line for option ``name`` of the table, which is not an option.
+
+        Like every option problem, it starts ``[providers.TABLE] NAME:`` so that
+        the core can point at the key's line in the config file.
+        """
+        close = close_matches(name, self.config_options)
+        hint = (
+            f"did you mean {' or '.join(repr(option) for option in close)}?"
+            if close
+            else f"accepted: {', '.join(sorted(self.config_options)) or 'none'}"
+        )
+        return f"[providers.{self.table}] {name}: not an option of {self.table} ({hint})"
 
     def check_reference(self, ref: SecretRef) -> None:
         """Raise :class:`BadReference` if ``ref`` is not valid for this provider.
@@ -112,22 +122,35 @@ class Provider(abc.ABC):
         """Option ``name`` as a string, or ``default``."""
         value = self.options.get(name, default)
         if value is not None and not isinstance(value, str):
-            raise ConfigError(f"[providers.{self.table}] {name} must be a string")
+            raise ConfigError(f"[providers.{self.table}] {name}: must be a string")
         return value
 
     def option_bool(self, name: str, default: bool) -> bool:
         """Option ``name`` as a boolean, or ``default``."""
         value = self.options.get(name, default)
         if not isinstance(value, bool):
-            raise ConfigError(f"[providers.{self.table}] {name} must be true or false")
+            raise ConfigError(f"[providers.{self.table}] {name}: must be true or false")
         return value
 
     def option_number(self, name: str, default: float) -> float:
         """Option ``name`` as a positive number, or ``default``."""
         value = self.options.get(name, default)
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            raise ConfigError(f"[providers.{self.table}] {name} must be a positive number")
+            raise ConfigError(f"[providers.{self.table}] {name}: must be a positive number")
         return float(value)
+
+
+def close_matches(word: str, choices: Iterable[str]) -> list[str]:
+    """The one or two of ``choices`` closest to a misspelt ``word``, best first."""
+    import difflib  # only on a mistake: it costs start-up time
+
+    scored = sorted(
+        ((difflib.SequenceMatcher(None, word, choice).ratio(), choice) for choice in choices),
+        reverse=True,
+    )
+    best = scored[0][0] if scored else 0.0
+    # Two when they are about as close ("role_id_path": role_id, role_id_file).
+    return [choice for ratio, choice in scored[:2] if ratio >= max(0.6, best - 0.1)]
 
 
 def select_key(document: bytes | Mapping[str, Any], key: str, what: str) -> bytes:

@@ -196,9 +196,11 @@ def fetch_with_retries(
         throttled = sum(isinstance(error, Throttled) for error in errors)
         log(
             "debug",
-            f"{provider.scheme}: {len(retry)} transient failures"
+            f"{provider.scheme}: {len(retry)} transient failure{'s' if len(retry) > 1 else ''}"
             + (f" ({throttled} throttled)" if throttled else "")
-            + f", retrying in {delay:.2f} s",
+            + f", retrying in {delay:.2f} s"
+            + (f" (the store asked for {floor:g} s)" if floor else "")
+            + f"; first: {_reason(errors[0])}",
             event="retry",
             provider=provider.scheme,
             attempt=attempt,

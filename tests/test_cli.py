@@ -263,7 +263,11 @@ def test_value_export_refuses_a_nul_byte(tmp_path: Path) -> None:
         ({"X": "docker-secret://../x"}, None, "docker secret name '../x' is not valid"),
         ({"X": "env-file://dev.env"}, None, "needs #KEY"),
         ({"X": "docker-secret://x?version=2"}, None, "does not accept option 'version'"),
-        ({}, "[providers.docker-secret]\ndri = '/x'\n", "'dri' is not an option of docker-secret"),
+        (
+            {},
+            "[providers.docker-secret]\ndri = '/x'\n",
+            "[providers.docker-secret] dri: not an option of docker-secret (did you mean 'dir'?)",
+        ),
     ],
 )
 def test_bad_input_is_a_usage_error_without_traceback(

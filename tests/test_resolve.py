@@ -332,3 +332,28 @@ def test_a_retry_after_past_the_deadline_gives_up_at_once() -> None:
     assert isinstance(error, Throttled)
     assert "(gave up after 1 attempt in " in str(error)
     assert "the store asked to wait 60 s, past the deadline" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        ("3", 3.0),
+        (" 0 ", 0.0),
+        (None, None),
+        ("", None),
+        ("soon", None),
+        ("-1", None),
+        ("1.5", None),
+    ],
+)
+def test_retry_after_header_in_seconds(header: str | None, seconds: float | None) -> None:
+    assert Throttled.parse_retry_after(header) == seconds
+
+
+def test_retry_after_header_as_an_http_date() -> None:
+    import email.utils
+
+    in_ten = email.utils.formatdate(time.time() + 10, usegmt=True)
+    assert 8 <= (Throttled.parse_retry_after(in_ten) or 0) <= 10
+    past = email.utils.formatdate(time.time() - 100, usegmt=True)
+    assert Throttled.parse_retry_after(past) == 0.0
