@@ -30,8 +30,9 @@ BACKOFF_CAP = 5.0
 # that a fleet starting at once spreads out instead of storming the store.
 THROTTLED_BASE = 1.0
 THROTTLED_CAP = 20.0
-# The last retry starts at least this long before the deadline, for its answer.
-LAST_TRY = 0.1
+# The last retry starts at least this long before the deadline (at most a
+# fifth of the time there was), so that it has time for its answer.
+LAST_TRY = 0.5
 MAX_REASON_LENGTH = 300
 
 
@@ -161,8 +162,10 @@ def fetch_with_retries(
 ) -> dict[SecretRef, bytes | FetchError]:
     """Call ``provider.fetch`` until every result is final or the deadline passes."""
     results: dict[SecretRef, bytes | FetchError] = {}
+    earlier: dict[SecretRef, FetchError] = {}  # each reference's first transient failure
     pending = list(refs)
     started = time.monotonic()
+    last_try = min(LAST_TRY, (deadline - started) / 5)
     attempt = 0
     while pending:
         attempt += 1
@@ -175,16 +178,19 @@ def fetch_with_retries(
         import random  # only once something failed: it costs start-up time
 
         errors = [error for ref in retry if isinstance(error := outcome[ref], FetchError)]
+        for ref, error in zip(retry, errors, strict=True):
+            earlier.setdefault(ref, error)
         floor, delay = retry_delay(attempt, errors, random.uniform)
         remaining = deadline - time.monotonic()
-        if floor + LAST_TRY >= remaining:
+        if floor + last_try >= remaining:
             elapsed = time.monotonic() - started
             why = f"; the store asked to wait {floor:g} s, past the deadline" if floor else ""
             tries = f"{attempt} attempt" + ("s" if attempt > 1 else "")
-            for ref in retry:
-                error = outcome[ref]
-                assert isinstance(error, FetchError)  # _is_transient said so
-                text = f"{_reason(error)} (gave up after {tries} in {elapsed:.1f} s{why})"
+            for ref, error in zip(retry, errors, strict=True):
+                # A last try cut short by the deadline says less than what came before it.
+                first = _reason(earlier[ref])
+                before = f"; first: {first}" if first != _reason(error) else ""
+                text = f"{_reason(error)} (gave up after {tries} in {elapsed:.1f} s{why}{before})"
                 results[ref] = (
                     Throttled(text, error.retry_after)
                     if isinstance(error, Throttled)
@@ -192,7 +198,7 @@ def fetch_with_retries(
                 )
             break
         # Never past the deadline: a draw beyond it becomes one last try just before it.
-        delay = min(delay, remaining - LAST_TRY)
+        delay = min(delay, remaining - last_try)
         throttled = sum(isinstance(error, Throttled) for error in errors)
         log(
             "debug",
