@@ -25,7 +25,7 @@ from secretinit_vault import VaultProvider
 from conftest import assert_no_leak
 from secretinit import AccessDenied, ConfigError, FetchError, SecretRef
 
-from .conftest import secret_id, unique
+from .conftest import approle_files, secret_id, unique
 
 
 @pytest.fixture(scope="module")
@@ -98,16 +98,6 @@ def test_rejected_token_says_so_and_never_shows_it(
 
 
 # --- AppRole, with credentials in files as Docker secrets give them ---
-
-
-def approle_files(home: Path, role_id: str, secret: str) -> dict[str, Any]:
-    (home / "vault_role_id").write_text(role_id + "\n")
-    (home / "vault_secret_id").write_text(secret + "\n")
-    return {
-        "auth": "approle",
-        "role_id_file": str(home / "vault_role_id"),
-        "secret_id_file": str(home / "vault_secret_id"),
-    }
 
 
 def test_approle_logs_in_and_revokes_its_token(

@@ -11,7 +11,7 @@ from typing import Any
 
 from conftest import assert_no_leak, run_secretinit
 
-from .conftest import secret_id
+from .conftest import approle_files, secret_id, vault_config
 
 APP = """
 import hashlib, json, os, stat
@@ -36,16 +36,10 @@ def test_run_with_approle_from_docker_secrets(
     secrets = tmp_path / "run-secrets"  # what Docker mounts at /run/secrets
     secrets.mkdir()
     the_secret_id = secret_id(bao)
-    for name, value in (("vault_role_id", approle), ("vault_secret_id", the_secret_id)):
-        (secrets / name).write_text(value + "\n")
-        (secrets / name).chmod(0o400)
-    config = tmp_path / "secretinit.toml"
-    config.write_text(
-        "[providers.vault]\n"
-        'auth = "approle"\n'
-        f'role_id_file = "{secrets / "vault_role_id"}"\n'
-        f'secret_id_file = "{secrets / "vault_secret_id"}"\n'
-    )
+    options = approle_files(secrets, approle, the_secret_id)
+    for path in secrets.iterdir():
+        path.chmod(0o400)
+    config = vault_config(tmp_path / "secretinit.toml", options)
     out = tmp_path / "secret-files"
     env = {
         "VAULT_ADDR": bao.address,
@@ -72,17 +66,8 @@ def wrapped_approle_config(bao: Any, approle: str, tmp_path: Path) -> tuple[Path
     secrets = tmp_path / "run-secrets"
     secrets.mkdir()
     wrapping_token = secret_id(bao, wrap_ttl="5m")
-    for name, value in (("vault_role_id", approle), ("vault_secret_id", wrapping_token)):
-        (secrets / name).write_text(value + "\n")
-    config = tmp_path / "secretinit.toml"
-    config.write_text(
-        "[providers.vault]\n"
-        'auth = "approle"\n'
-        f'role_id_file = "{secrets / "vault_role_id"}"\n'
-        f'secret_id_file = "{secrets / "vault_secret_id"}"\n'
-        "secret_id_wrapped = true\n"
-    )
-    return config, wrapping_token
+    options = {**approle_files(secrets, approle, wrapping_token), "secret_id_wrapped": True}
+    return vault_config(tmp_path / "secretinit.toml", options), wrapping_token
 
 
 def test_check_leaves_a_wrapped_secret_id_for_the_run(
@@ -162,13 +147,8 @@ def test_debug_log_names_login_mounts_and_revocation_never_credentials(
     password = "debug-log-" + os.urandom(6).hex()
     bao.put("secret/app/debug", {"password": password})
     the_secret_id = secret_id(bao)
-    (home / "role_id").write_text(approle)
-    (home / "secret_id").write_text(the_secret_id)
-    config = tmp_path / "secretinit.toml"
-    config.write_text(
-        '[providers.vault]\nauth = "approle"\n'
-        f'role_id_file = "{home / "role_id"}"\nsecret_id_file = "{home / "secret_id"}"\n'
-    )
+    options = approle_files(home, approle, the_secret_id)
+    config = vault_config(tmp_path / "secretinit.toml", options)
     env = {
         "VAULT_ADDR": bao.address,
         "HOME": str(home),
