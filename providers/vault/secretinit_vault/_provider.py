@@ -34,7 +34,6 @@ from secretinit_vault._settings import CONFIG_OPTIONS, TOKEN_VARIABLES, read_set
 LOGGER = logging.getLogger("secretinit.vault")
 REVOKE_TIMEOUT = 5.0
 ENCODINGS = ("base64",)
-T = TypeVar("T", bound=Hashable)
 K = TypeVar("K", bound=Hashable)
 
 # A read: the location and the KV v2 version (None: the latest).
