@@ -151,11 +151,10 @@ def make_handler(store: str, upstream: str, bucket: TokenBucket, stats: Stats) -
             wait = bucket.take()
             stats.count(forwarded=wait is None)
             if wait is not None:
-                status, headers, answer = throttled_answer(store, self.path, wait, bucket.rate or 0)
-                self.reply(status, list(headers.items()), answer)
+                status, refusal, answer = throttled_answer(store, self.path, wait, bucket.rate or 0)
+                self.reply(status, list(refusal.items()), answer)
                 return
-            status, headers, answer = self.forward(body)
-            self.reply(status, headers, answer)
+            self.reply(*self.forward(body))
 
         def forward(self, body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
             headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
@@ -163,7 +162,7 @@ def make_handler(store: str, upstream: str, bucket: TokenBucket, stats: Stats) -
                 connection = getattr(local, "connection", None)
                 if connection is None:
                     connection = http.client.HTTPConnection(
-                        target.hostname, target.port, timeout=60
+                        target.hostname or "127.0.0.1", target.port, timeout=60
                     )
                     local.connection = connection
                 try:
