@@ -125,7 +125,7 @@ class Login:
                 f"but by {path or 'an unknown path'}: it does not hold this role's secret id"
             )
         ttl = (data or {}).get("creation_ttl")
-        return f"{where} (valid, unused, made by {path}, TTL {ttl} s)"
+        return f"{where}: valid, unused, made by {path}, TTL {ttl} s"
 
     def _approle_secret_id(self, client: Any) -> str | None:
         settings = self.settings

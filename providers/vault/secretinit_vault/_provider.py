@@ -160,8 +160,7 @@ class VaultProvider(Provider):
         except FetchError as err:  # a failure the start would meet too
             return dict.fromkeys(refs, err)
         why = NotChecked(
-            "the AppRole secret id is response-wrapped (it unwraps once): not unwrapped, no "
-            f"login, no read; checked: the role id, and {checked}"
+            f"not unwrapped (a wrapped secret id unwraps once), no login, no read; {checked}"
         )
         return dict.fromkeys(refs, why)
 

@@ -86,8 +86,12 @@ def test_check_leaves_a_wrapped_secret_id_for_the_run(
     unwraps = bao.audited_requests("sys/wrapping/unwrap")
     checked = run_secretinit(["check", "--log-level", "debug"], env)
     assert checked.returncode == 0, checked.stderr
-    assert "not checked: the AppRole secret id is response-wrapped" in checked.stdout
-    assert "(valid, unused, made by auth/approle/role/app/secret-id, TTL 300 s)" in checked.stdout
+    assert "not checked: not unwrapped (a wrapped secret id unwraps once), no login" in (
+        checked.stdout
+    )
+    assert ": valid, unused, made by auth/approle/role/app/secret-id, TTL 300 s\n" in (
+        checked.stdout
+    )
     assert "sys/wrapping/lookup" in checked.stderr  # what check asked the server
     assert bao.accessors() == before  # no login: no token was made
     assert bao.audited_requests("sys/wrapping/unwrap") == unwraps
