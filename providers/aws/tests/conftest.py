@@ -70,7 +70,8 @@ class AwsServer(ThreadedMotoServer):
         super().__init__(ip_address="127.0.0.1", port=0, verbose=False)
         self.calls: Counter[str] = Counter()
         self.requests: list[tuple[str, dict[str, Any]]] = []
-        self.times: list[tuple[str, float]] = []  # when each injected fault was answered
+        # When each counted call came, and whether a fault answered it.
+        self.arrivals: list[tuple[float, bool]] = []
         self._faults: dict[str, Fault] = {}
         self._lock = threading.Lock()
 
@@ -106,6 +107,7 @@ class AwsServer(ThreadedMotoServer):
                 self.calls[operation] += 1
                 self.requests.append((operation, json.loads(body or b"{}")))
                 fault = self._faults.get(operation)
+                self.arrivals.append((time.monotonic(), fault is not None))
                 if fault is not None and fault.times is not None:
                     fault.times -= 1
                     if fault.times <= 0:
@@ -121,8 +123,6 @@ class AwsServer(ThreadedMotoServer):
             ]
             if fault.retry_after is not None:
                 headers.append(("Retry-After", str(fault.retry_after)))
-            with self._lock:
-                self.times.append((operation, time.monotonic()))
             start_response(f"{fault.status} {HTTPStatus(fault.status).phrase}", headers)
             return [error]
 
@@ -138,7 +138,7 @@ class AwsServer(ThreadedMotoServer):
         with self._lock:
             self.calls.clear()
             self.requests.clear()
-            self.times.clear()
+            self.arrivals.clear()
             self._faults.clear()
 
     def counted(self) -> dict[str, int]:
