@@ -1,13 +1,60 @@
-"""The base class every provider subclasses, and the helpers they share."""
+"""The base class every provider subclasses, and the helpers they share.
+
+Refresh (``--refresh``): how a provider lives across runs
+---------------------------------------------------------
+
+With ``--refresh`` the secrets are fetched by a series of short-lived runs:
+the start, then one run each period, started by the lean supervisor (which
+holds no SDK between them). A provider object lives for one run only; what
+it must keep from one run to the next goes through four members, all
+optional:
+
+- :attr:`Provider.refreshing` is True in every run of a series, the start
+  included. The provider must then not revoke what the next run needs (a
+  login token that leases depend on, or that a wrapped secret id can never
+  give again), and should keep such things in its state instead.
+- :meth:`Provider.save_state` is called at the end of every run of a series,
+  after a failure too (a login may have consumed a single-use secret id
+  before a later read failed), before :meth:`Provider.close`. It returns a
+  JSON-serialisable mapping; the core keeps it in the secret directory's
+  private state directory (``..secretinit/``, mode 0700, files 0600, on the
+  same tmpfs as the secrets), never in argv, the application's environment
+  or a log.
+- :meth:`Provider.restore_state` gets that mapping back at the beginning of
+  the next run, before the first :meth:`Provider.fetch`.
+- :meth:`Provider.refresh_within` says, after a fetch, how soon the next run
+  must come at the latest (a lease to renew at about 2/3 of its TTL, with
+  jitter): the supervisor then runs the next refresh sooner than the period.
+
+Every run fetches every reference, as the start did: the core compares the
+values with the files by content and writes a new generation of files only
+when something changed. A provider that holds leases therefore answers a
+refresh with the value it fetched before for as long as the lease is renewed
+(kept in its state), and fetches anew only when the lease cannot be renewed
+or reaches its max TTL: the new value then reaches the files, and
+``--on-change`` tells the application. When a value the application holds
+has run out and no new one can be had, the provider returns
+:class:`~secretinit.Expired` for it: the last good files stay, and with
+``--on-change exit`` the container is restarted with a distinct status.
+
+:meth:`Provider.abandon` keeps its meaning in a refresh: the run failed, so
+what it fetched *anew* is never written and may be released, while what the
+files already hold (a lease renewed in this run) must stay.
+
+Nothing is called when the series ends (the container stops): what a
+provider kept in its state expires with its TTL, as the files do with the
+tmpfs.
+"""
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from secretinit._errors import BadReference, ConfigError, FetchError, NotFound
 from secretinit._reference import SecretRef
+from secretinit._suggest import closest
 
 FetchResult = Mapping[SecretRef, "bytes | FetchError"]
 
@@ -42,6 +89,10 @@ class Provider(abc.ABC):
     #: a provider whose login is single-use (a wrapped secret id) checks what
     #: it can without using it and returns :class:`NotChecked` for the rest.
     checking: bool = False
+    #: True when this run is one of a series that keeps the files current
+    #: (``--refresh``), the start included; set by the core before
+    #: :meth:`restore_state`. See the module docstring.
+    refreshing: bool = False
 
     def __init__(
         self,
@@ -55,30 +106,13 @@ class Provider(abc.ABC):
         self.table = self.config_table or scheme
         self.options: dict[str, Any] = dict(options or {})
         self.environ: Mapping[str, str] = os.environ if environ is None else environ
-        unknown = sorted(set(self.options) - self.config_options)
+        unknown = unknown_options(type(self), self.table, self.options)
         if unknown:
-            raise ConfigError(
-                f"[providers.{self.table}] has unknown options",
-                [self.unknown_option(name) for name in unknown],
-            )
+            raise ConfigError(f"[providers.{self.table}] has unknown options", unknown)
 
     def __repr__(self) -> str:
         # Never echo options: a table may hold a credential.
         return f"<{type(self).__name__} scheme={self.scheme!r}>"
-
-    def unknown_option(self, name: str) -> str:
-        """The problem line for option ``name`` of the table, which is not an option.
-
-        Like every option problem, it starts ``[providers.TABLE] NAME:`` so that
-        the core can point at the key's line in the config file.
-        """
-        close = close_matches(name, self.config_options)
-        hint = (
-            f"did you mean {' or '.join(repr(option) for option in close)}?"
-            if close
-            else f"accepted: {', '.join(sorted(self.config_options)) or 'none'}"
-        )
-        return f"[providers.{self.table}] {name}: not an option of {self.table} ({hint})"
 
     def check_reference(self, ref: SecretRef) -> None:
         """Raise :class:`BadReference` if ``ref`` is not valid for this provider.
@@ -86,14 +120,9 @@ class Provider(abc.ABC):
         Called for every reference before anything is fetched. Subclasses that
         extend it call ``super().check_reference(ref)`` first.
         """
-        for name, _value in ref.options:
-            if name not in self.reference_options:
-                accepted = ", ".join(sorted(self.reference_options)) or "none"
-                raise BadReference(
-                    f"{self.scheme} does not accept option {name!r} (accepted: {accepted})"
-                )
-        if self.key_required and ref.key is None:
-            raise BadReference(f"a {self.scheme} reference needs #KEY")
+        problem = reference_problem(type(self), ref)
+        if problem:
+            raise BadReference(problem)
 
     @abc.abstractmethod
     def fetch(self, refs: Sequence[SecretRef], timeout: float) -> FetchResult:
@@ -116,41 +145,96 @@ class Provider(abc.ABC):
     def close(self) -> None:
         """Release connections; called once when the run no longer needs them."""
 
+    # The refresh hooks (see the module docstring): a provider that keeps
+    # nothing between runs leaves them as they are.
+
+    def restore_state(self, state: Mapping[str, Any]) -> None:
+        """Take back what :meth:`save_state` returned at the end of the previous run.
+
+        Called once, before the first :meth:`fetch`, in every run of a
+        refresh series but the first; ``state`` is empty when there is none.
+        """
+
+    def save_state(self) -> Mapping[str, Any]:
+        """What the next run of the series needs (a token, lease ids): JSON-serialisable.
+
+        Called at the end of every run of a refresh series, on success or
+        failure, before :meth:`close`. The mapping stays in the secret
+        directory's private state directory until the next run.
+        """
+        return {}
+
+    def refresh_within(self) -> float | None:
+        """Seconds within which the next refresh must come at the latest, or None.
+
+        Asked at the end of every run of a refresh series: a lease to renew
+        before it expires makes the next run come sooner than the period.
+        """
+        return None
+
     # Helpers for reading the [providers.SCHEME] table with clear errors.
 
     def option_str(self, name: str, default: str | None = None) -> str | None:
         """Option ``name`` as a string, or ``default``."""
         value = self.options.get(name, default)
         if value is not None and not isinstance(value, str):
-            raise ConfigError(f"[providers.{self.table}] {name}: must be a string")
+            raise ConfigError(f"[providers.{self.table}] {name} must be a string")
         return value
 
     def option_bool(self, name: str, default: bool) -> bool:
         """Option ``name`` as a boolean, or ``default``."""
         value = self.options.get(name, default)
         if not isinstance(value, bool):
-            raise ConfigError(f"[providers.{self.table}] {name}: must be true or false")
+            raise ConfigError(f"[providers.{self.table}] {name} must be true or false")
         return value
 
     def option_number(self, name: str, default: float) -> float:
         """Option ``name`` as a positive number, or ``default``."""
         value = self.options.get(name, default)
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            raise ConfigError(f"[providers.{self.table}] {name}: must be a positive number")
+            raise ConfigError(f"[providers.{self.table}] {name} must be a positive number")
         return float(value)
 
 
-def close_matches(word: str, choices: Iterable[str]) -> list[str]:
-    """The one or two of ``choices`` closest to a misspelt ``word``, best first."""
-    import difflib  # only on a mistake: it costs start-up time
+def unknown_options(cls: type[Provider], table: str, options: Mapping[str, Any]) -> list[str]:
+    """One problem per key of ``[providers.table]`` that ``cls`` does not read.
 
-    scored = sorted(
-        ((difflib.SequenceMatcher(None, word, choice).ratio(), choice) for choice in choices),
-        reverse=True,
-    )
-    best = scored[0][0] if scored else 0.0
-    # Two when they are about as close ("role_id_path": role_id, role_id_file).
-    return [choice for ratio, choice in scored[:2] if ratio >= max(0.6, best - 0.1)]
+    Each names the table and the key first, so the core can place it at the
+    key's line in the config file.
+    """
+    unknown = sorted(set(options) - cls.config_options)
+    if not unknown:
+        return []
+    known = sorted(cls.config_options)
+    accepted = ", ".join(known) or "none"
+    problems = []
+    for name in unknown:
+        meant = closest(name, known)
+        hint = f"did you mean {meant!r}? " if meant else ""
+        problems.append(
+            f"[providers.{table}] {name!r} is not an option of {table} ({hint}accepted: {accepted})"
+        )
+    return problems
+
+
+def reference_problem(cls: type[Provider], ref: SecretRef) -> str | None:
+    """What is wrong with ``ref``'s option names or missing ``#KEY`` for ``cls``, if anything.
+
+    Needs no provider instance, so a reference can be checked against its
+    provider's class without logging in anywhere (as ``--env-file`` does).
+    """
+    for name, _value in ref.options:
+        if name not in cls.reference_options:
+            known = sorted(cls.reference_options)
+            meant = closest(name, known)
+            hint = f"did you mean {meant!r}? " if meant else ""
+            return (
+                f"{ref.scheme} does not accept option {name!r} "
+                f"({hint}accepted: {', '.join(known) or 'none'})"
+            )
+    if cls.key_required and ref.key is None:
+        return f"a {ref.scheme} reference needs #KEY"
+    return None
 
 
 def select_key(document: bytes | Mapping[str, Any], key: str, what: str) -> bytes:

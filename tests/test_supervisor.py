@@ -8,6 +8,7 @@ come to PID 1).
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import select
@@ -150,6 +151,41 @@ def test_child_ignoring_sigterm_is_killed_after_grace(pid_namespace: bool) -> No
     assert elapsed >= 0.5
 
 
+DRAINING = "trap 'sleep 10.5; echo drained; exit 3' TERM; echo ready; while :; do sleep 0.1; done"
+
+
+def test_without_grace_the_orchestrator_owns_the_deadline() -> None:
+    """Issue 14, item 2: an application that drains for longer than 10 s is not killed.
+
+    As tini, secretinit sets no deadline of its own by default: Swarm's
+    stop_grace_period (or docker stop -t, or Kubernetes'
+    terminationGracePeriodSeconds) is the one that SIGKILLs the container.
+    """
+    running = Running(["run", "--", "sh", "-c", DRAINING])
+    try:
+        running.expect("ready")
+        running.send(signal.SIGTERM)
+        status, rest, stderr = running.wait(timeout=40)
+    finally:
+        running.kill()
+    assert status == 3, stderr  # the application's own status, after 10.5 s of draining
+    assert "drained" in rest
+    assert "killing it" not in stderr
+    # Issue 14, item 15: a forwarded stop signal is visible at the default level.
+    assert "secretinit: info: forwarding SIGTERM to the command" in stderr
+
+
+def test_supervisor_argv_carries_a_grace_only_when_one_is_set() -> None:
+    from secretinit._supervisor import SupervisorOptions, parse_arguments, supervisor_argv
+
+    options = SupervisorOptions(["app"])
+    argv = supervisor_argv(options)
+    assert "--grace" not in argv
+    assert parse_arguments(argv[5:]).grace is None
+    options.grace = 25.0
+    assert parse_arguments(supervisor_argv(options)[5:]).grace == 25.0
+
+
 def test_grace_kills_the_whole_process_group(tmp_path: Path) -> None:
     marker = tmp_path / "grandchild"
     script = f"trap '' TERM; (trap '' TERM; sleep 60; touch {marker}) & echo ready $!; wait"
@@ -275,7 +311,7 @@ def test_user_runs_the_child_and_supervisor_unprivileged(tmp_path: Path) -> None
         "echo ids $(id -u) $(id -g) $(id -G); echo home $HOME; "
         'echo value $(cat "$DB_PASSWORD_FILE"); '
         'dir="$(dirname "$DB_PASSWORD_FILE")"; '
-        'echo file $(stat -c "%u:%g %a" "$DB_PASSWORD_FILE") $(stat -c "%u:%g %a" "$dir"); '
+        'echo file $(stat -L -c "%u:%g %a" "$DB_PASSWORD_FILE") $(stat -c "%u:%g %a" "$dir"); '
         'echo path "$DB_PASSWORD_FILE"; echo ready; exec sleep 60'
     )
     running = Running(
@@ -354,3 +390,13 @@ def test_program_argv_runs_this_secretinit() -> None:
     done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     assert __version__ in done.stdout
+
+
+@pytest.mark.usefixtures("require_root")
+def test_json_logs_still_work_once_root_is_dropped() -> None:
+    # After --user the interpreter's own files may be out of reach (here under
+    # /root): nothing the supervisor logs may need an import then.
+    result = run_secretinit(["run", "--user", "nobody", "--log-format", "json", "--", "true"])
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stderr.splitlines()]
+    assert records[-1]["event"] == "child_exited"

@@ -219,7 +219,7 @@ def test_bad_references_and_options_are_refused() -> None:
         provider.close()
     with pytest.raises(ConfigError, match=r"\[providers\.aws\]"):
         SecretsManagerProvider("aws-sm", {"regoin": "eu-west-1"})
-    with pytest.raises(ConfigError, match="region: must be a string"):
+    with pytest.raises(ConfigError, match="region must be a string"):
         SecretsManagerProvider("aws-sm", {"region": 1})
     with pytest.raises(ConfigError, match="no-such-profile"):
         SecretsManagerProvider("aws-sm", {"profile": "no-such-profile"})

@@ -126,7 +126,7 @@ def test_vault_names_and_hosts_make_the_vault_url(location: str, url: str) -> No
         ({"concurrency": 0}, "positive number"),
         ({"concurrency": 2.5}, "whole number"),
         ({"verify_challenge_resource": "no"}, "true or false"),
-        ({"tenant": "x"}, r"\[providers.azure\] tenant: not an option of azure \(accepted: "),
+        ({"tenant": "x"}, r"\[providers.azure\] 'tenant' is not an option of azure \(accepted: "),
     ],
 )
 def test_bad_options_are_config_errors(options: dict[str, Any], message: str) -> None:

@@ -398,9 +398,11 @@ def test_unknown_auth_and_option(bao: Any, home: Path) -> None:
         bao.provider(bao.environ(home), {"auth": "userpass"})
     with pytest.raises(ConfigError) as caught:
         bao.provider(bao.environ(home), {"tokne_file": "/x"})
-    assert caught.value.problems == [
-        "[providers.vault] tokne_file: not an option of vault (did you mean 'token_file'?)"
-    ]
+    [problem] = caught.value.problems
+    assert problem.startswith(
+        "[providers.vault] 'tokne_file' is not an option of vault (did you mean 'token_file'? "
+        "accepted: "
+    )
 
 
 def test_a_misspelt_login_method_is_one_line_with_a_suggestion(bao: Any, home: Path) -> None:
@@ -421,10 +423,11 @@ def test_a_misspelt_option_gets_a_suggestion(bao: Any, reader: str, home: Path) 
     options = {"auth": "approle", "role_id_path": "/x", "secret_id_file": "/y"}
     with pytest.raises(ConfigError) as caught:
         bao.provider(bao.environ(home, reader), options)
-    assert caught.value.problems == [
-        "[providers.vault] role_id_path: not an option of vault (did you mean 'role_id' or "
-        "'role_id_file'?)"
-    ]
+    [problem] = caught.value.problems  # one line, naming the table and the key first
+    assert problem.startswith(
+        "[providers.vault] 'role_id_path' is not an option of vault (did you mean 'role_id"
+    )
+    assert "role_id_file" in problem
 
 
 @pytest.mark.parametrize(
