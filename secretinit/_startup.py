@@ -415,8 +415,9 @@ def _export(
 def describe_source(spec: SecretSpec) -> str:
     """Where a secret comes from, for ``check``: its reference (and the one resolved
     through under ``--env-file``), or its template."""
-    if spec.origin is not None:
-        return spec.origin
+    origin = spec.origin  # a property that formats the reference: once
+    if origin is not None:
+        return origin
     return "template of " + (", ".join(spec.template_names) or "no secret")
 
 
