@@ -1,0 +1,1 @@
+"""Start-up and resident cost of secretinit: ``python -m bench.startup`` (see __main__)."""
