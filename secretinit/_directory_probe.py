@@ -10,7 +10,6 @@ permission, a file in the way) with the same messages.
 from __future__ import annotations
 
 import os
-import tempfile
 
 from secretinit._mounts import MEMORY_FILESYSTEMS, filesystem_type
 from secretinit._writer import DEFAULT_DIR, SHARED_MEMORY, FileOwner
@@ -30,6 +29,8 @@ def probe_directory(requested: str | None, owner: FileOwner) -> tuple[str, str |
             # directory), as a run makes one when /run/secretinit is on disk.
             parent = SHARED_MEMORY
             if not os.path.isdir(parent) or filesystem_type(parent) not in MEMORY_FILESYSTEMS:
+                import tempfile  # only then: it costs more than the rest of a check's probe
+
                 parent = tempfile.gettempdir()
             error = _try_directory(parent)
             problem = f"cannot create a secret directory under {parent}: {error}" if error else None
@@ -62,10 +63,19 @@ def _problem(path: str, owner: FileOwner) -> str | None:
 
 
 def _try_directory(parent: str) -> str | None:
-    """Why no directory can be made in ``parent`` (the OS's words), or None."""
-    try:
-        probe = tempfile.mkdtemp(prefix=".secretinit-check-", dir=parent)
-    except OSError as err:
-        return err.strerror or type(err).__name__
-    os.rmdir(probe)
-    return None
+    """Why no directory can be made in ``parent`` (the OS's words), or None.
+
+    What tempfile.mkdtemp does (a fresh name, mode 0700), without importing
+    tempfile, which costs more than the rest of the probe.
+    """
+    for _attempt in range(100):
+        probe = os.path.join(parent, f".secretinit-check-{os.urandom(6).hex()}")
+        try:
+            os.mkdir(probe, 0o700)
+        except FileExistsError:
+            continue
+        except OSError as err:
+            return err.strerror or type(err).__name__
+        os.rmdir(probe)
+        return None
+    return "no unused name for a probe directory"

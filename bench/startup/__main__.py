@@ -46,6 +46,7 @@ from bench.startup import _baseline, _providers
 
 ROOT = _baseline.ROOT
 RESULTS = Path(__file__).with_name("RESULTS.md")
+SECTIONS = ("startup", "imports", "memory", "config", "providers")
 SECRET = {"DB_PASSWORD": "env-file://examples/dev.env#DB_PASSWORD"}
 
 
@@ -460,7 +461,12 @@ def main() -> None:
     parser.add_argument(
         "--callgrind", action="store_true", help="also count instructions (valgrind)"
     )
-    parser.add_argument("--no-providers", action="store_true", help="skip the providers' section")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=SECTIONS,
+        help="run only this section (repeatable); default: all",
+    )
     parser.add_argument("--write", action="store_true", help=f"rewrite {RESULTS.relative_to(ROOT)}")
     args = parser.parse_args()
     runs, samples, provider_runs = (3, 1, 2) if args.quick else (args.runs, 5, 10)
@@ -480,22 +486,27 @@ def main() -> None:
             print(text + "\n", flush=True)
             sections.append(text)
 
-        table, goals = startup(bins, work, runs)
-        section(f"Start-up of a whole run ({runs} runs each, interleaved)", table, goals)
-        section(
-            f"What the starts import (median of {samples}; instructions with --callgrind)",
-            imports(bins, work, samples),
-            callgrind(bins, work) if args.callgrind else None,
-        )
-        section(
-            f"Resident memory while the command sleeps (median of {max(1, samples // 2)})",
-            memory(bins, work, max(1, samples // 2)),
-        )
-        section(
-            f"check of N env-file secrets ({max(3, runs // 4)} runs each)",
-            config_scaling(bins, work, max(3, runs // 4)),
-        )
-        if not args.no_providers:
+        chosen = set(args.only or SECTIONS)
+        if "startup" in chosen:
+            table, goals = startup(bins, work, runs)
+            section(f"Start-up of a whole run ({runs} runs each, interleaved)", table, goals)
+        if "imports" in chosen:
+            section(
+                f"What the starts import (median of {samples}; instructions with --callgrind)",
+                imports(bins, work, samples),
+                callgrind(bins, work) if args.callgrind else None,
+            )
+        if "memory" in chosen:
+            section(
+                f"Resident memory while the command sleeps (median of {max(1, samples // 2)})",
+                memory(bins, work, max(1, samples // 2)),
+            )
+        if "config" in chosen:
+            section(
+                f"check of N env-file secrets ({max(3, runs // 4)} runs each)",
+                config_scaling(bins, work, max(3, runs // 4)),
+            )
+        if "providers" in chosen:
             table, costliest = providers(bins, work, provider_runs, schemes)
             current = bins["this checkout"]
             costliest["run, 1 env-file secret"] = top_imports(

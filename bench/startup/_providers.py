@@ -146,17 +146,23 @@ def contenders(store: Store, bins: dict[str, Path], work: Path) -> list[Contende
 
 
 def check_contenders(found: list[Contender], work: Path, scheme: str) -> None:
-    """Run each once, untimed, and check it wrote the secret: never time a broken job."""
+    """Run each once, untimed, and check they all wrote the secret: never time a failure."""
     for contender in found:
         if contender.before is not None:
             contender.before()
         contender.once()
+    written = {}
     for directory in (work / "out").glob(f"{scheme}-*"):
-        files = [p for p in directory.rglob("*") if p.is_file()]
-        if not files or not all(p.read_bytes().startswith(b"bench-") for p in files):
+        # secretinit's file is named for the secret; the SDK script's is "value".
+        files = [directory / name for name in ("BENCH_SECRET", "value")]
+        value = next((f.read_bytes() for f in files if f.exists()), b"")
+        if not value:
             raise SystemExit(
                 f"{directory.name} wrote no secret: the benchmark would time a failure"
             )
+        written[directory.name] = value
+    if len(set(written.values())) != 1:
+        raise SystemExit(f"{scheme}: the contenders wrote different values: {sorted(written)}")
 
 
 @contextmanager
