@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from secretinit._capabilities import require_user_switch
 from secretinit._declaration import Declaration, SecretSpec, declare
 from secretinit._errors import (
     BadReference,
@@ -107,6 +108,8 @@ def prepare(options: StartOptions, environ: Mapping[str, str], registry: Provide
     identity = resolve_identity(user) if user else current_identity()
     if os.geteuid() != 0 and not identity.is_current:
         raise UsageError(f"--user {user} needs root: secretinit runs as uid {os.geteuid()}")
+    if user and not identity.is_current and not options.checking:
+        require_user_switch(user)
     providers = build_providers(declaration, registry, environ)
     for provider in providers.values():
         provider.checking = options.checking
