@@ -55,8 +55,11 @@ RUN groupadd --gid "$APP_UID" app \
     && useradd --no-log-init --uid "$APP_UID" --gid app --home-dir /home/app --create-home \
         --shell /usr/sbin/nologin app
 COPY --from=builder /opt/secretinit /opt/secretinit
-ENV PATH=/opt/secretinit/bin:$PATH \
-    PYTHONDONTWRITEBYTECODE=1
+# Only the command is exposed: the virtual environment stays off PATH, so
+# `python` in an image built FROM this one is the base's, with the
+# application's packages, never secretinit's. Nothing of secretinit's
+# environment (PYTHON* variables included) is set for the application.
+RUN ln -s /opt/secretinit/bin/secretinit /usr/local/bin/secretinit
 # Numeric, so that a runtime can tell that it is not root (Kubernetes runAsNonRoot).
 USER $APP_UID:$APP_UID
 WORKDIR /home/app

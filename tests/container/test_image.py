@@ -221,19 +221,39 @@ def test_installed_providers(podman: Podman, image: Image) -> None:
     for name in image.providers:
         expected.update(dict.fromkeys(provider_schemes(name), f"secretinit-{name}"))
     assert installed == expected
-    # Every installed provider imports, SDK included, in the image's Python.
+    # Every installed provider imports, SDK included, in secretinit's own Python.
     load = podman(
         "run",
         "--rm",
         "--network",
         "none",
         image.id,
-        "python3",
+        "/opt/secretinit/bin/python3",
         "-c",
         "from importlib.metadata import entry_points\n"
         "for e in entry_points(group='secretinit.providers'): e.load(); print(e.name)",
     )
     assert sorted(load.stdout.split()) == sorted(expected)
+
+
+def test_only_the_command_is_exposed(podman: Podman, image: Image) -> None:
+    """An image built FROM this one keeps its own python: the venv is not on PATH."""
+    done = podman(
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        image.id,
+        "sh",
+        "-c",
+        'echo "$PATH"; command -v secretinit; readlink "$(command -v secretinit)"; '
+        'command -v python3; env | grep "^PYTHON" || true',
+    )
+    path, command, target, python, *python_variables = done.stdout.splitlines()
+    assert "/opt/secretinit" not in path
+    assert (command, target) == ("/usr/local/bin/secretinit", "/opt/secretinit/bin/secretinit")
+    assert python == "/usr/bin/python3"  # the base's, not /opt/secretinit/bin/python3
+    assert python_variables == []
 
 
 def test_record_startup_time_inside_the_container(
