@@ -107,8 +107,9 @@ def copy_interpreter(runtime: Path) -> Path:
     executable = runtime / "bin" / version
     executable.parent.mkdir(parents=True)
     shutil.copy2(os.path.realpath(sys.executable), executable)
+    # The base installation's, also when this runs in a virtual environment.
     stdlib = Path(sysconfig.get_paths()["stdlib"])
-    dynload = Path(sysconfig.get_paths()["platstdlib"]) / "lib-dynload"
+    dynload = Path(sysconfig.get_config_var("DESTSHARED"))
 
     def ignored(directory: str, names: list[str]) -> set[str]:
         top = Path(directory) == stdlib

@@ -11,14 +11,19 @@ import re
 import secrets
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from dotenv import dotenv_values
 
 from conftest import assert_no_leak
+from tests.container.checks import wait_for_exit
 from tests.container.compose import SECRETS_DIR, service_run
 from tests.container.podman import APP_UID, PROGRAMS, ROOT, Container, Image, Podman
 from tests.container.podman import start as start_container
+
+if TYPE_CHECKING:
+    from tests.container.conftest import Images
 
 pytestmark = pytest.mark.container
 
@@ -36,14 +41,6 @@ def example_image(podman: Podman, core_image: Image) -> str:
         dockerfile=EXAMPLES / "image" / "Dockerfile",
         build_args={"BASE_IMAGE": core_image.id},
     )
-
-
-def wait_for_exit(container: Container, timeout: float = 60) -> int:
-    deadline = time.monotonic() + timeout
-    while container.running():
-        assert time.monotonic() < deadline, f"{container.name} still runs after {timeout} s"
-        time.sleep(0.2)
-    return container.exit_code()
 
 
 def dev_values() -> list[str]:
@@ -176,3 +173,42 @@ def test_swarm_stack_drops_root_and_hides_the_swarm_secrets(
     assert container.exit_code() == 42
     assert time.monotonic() - started < stop_timeout / 2
     assert_no_leak(swarm_secrets.values(), container.logs())
+
+
+def test_any_image_example_development_flow(
+    podman: Podman, images: Images, containers: list[Container]
+) -> None:
+    """examples/any-image (no Python, the core's bundle) on a laptop: the .env flow."""
+    image = images.any_image("core")
+    container = start_container(
+        podman,
+        "--network",
+        "none",
+        "--volume",
+        f"{EXAMPLES / 'dev.env'}:/app/dev.env:ro",
+        "--env",
+        "SECRETINIT_ENV_FILE=/app/dev.env",
+        image.id,
+    )
+    containers.append(container)
+    assert wait_for_exit(container) == 0
+    logs = container.logs()
+    assert f"example app (sh, no Python here): running as uid {APP_UID} gid {APP_UID}," in logs
+    directory = re.search(r"DB_PASSWORD_FILE=(/dev/shm/secretinit-\w+)/DB_PASSWORD", logs)
+    assert directory is not None, logs
+    assert f"mode 0400, owner uid {APP_UID}" in logs
+    assert "DATABASE_URL is in the environment" in logs
+    assert f"secret directory {directory.group(1)}: mode 0700" in logs
+    assert "tls.key: mode 0400" in logs
+    assert_no_leak(dev_values(), logs)
+
+
+def test_any_image_example_without_its_providers_says_what_to_install(
+    podman: Podman, images: Images, containers: list[Container]
+) -> None:
+    container = start_container(podman, "--network", "none", images.any_image("core").id)
+    containers.append(container)
+    assert wait_for_exit(container) == 2
+    logs = container.logs()
+    assert "example app" not in logs
+    assert "secretinit-vault" in logs
