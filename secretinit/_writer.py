@@ -188,6 +188,8 @@ def _make_private(handle: int, path: str, owner: FileOwner) -> int:
     whatever happens to ``path`` meanwhile.
     """
     inode = f"/proc/self/fd/{handle}"
+    if not os.path.exists(inode):
+        raise WriteFailed(f"cannot prepare secret directory {path}: /proc is not mounted")
     info = os.fstat(handle)
     if (info.st_uid, info.st_gid) != (owner.uid, owner.gid):
         if os.geteuid() != 0 and info.st_uid != os.geteuid():
