@@ -40,8 +40,9 @@ DRIVER_VARIABLE = "SECRETINIT_CONTAINER_DRIVER"  # overlay | vfs; default: overl
 MIRROR_VARIABLE = "SECRETINIT_CONTAINER_MIRROR"
 
 # What the tier needs from Debian, and the programs that show it is there.
-DEBIAN_PACKAGES = ("podman", "runc", "debootstrap")
-REQUIRED_PROGRAMS = ("podman", "runc", "conmon", "debootstrap")
+# (objdump, from binutils, reads the glibc versions the bundle needs.)
+DEBIAN_PACKAGES = ("podman", "runc", "debootstrap", "binutils")
+REQUIRED_PROGRAMS = ("podman", "runc", "conmon", "debootstrap", "objdump")
 APT_INSTALL = "apt-get install -y --no-install-recommends " + " ".join(DEBIAN_PACKAGES)
 
 # The base image: Debian's Python with venv (what the Dockerfile's builder
