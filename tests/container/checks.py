@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.container.podman import PROGRAMS, Container
+from tests.container.podman import PROGRAMS, Container, provider_schemes
 
 SECRET_DIR = "/run/secretinit"
 STOP_TIMEOUT = 60  # podman stop's own limit before SIGKILL
@@ -95,3 +95,27 @@ def private_files(container: Container, directory: str, names: list[str], uid: i
     lines = listing.stdout.splitlines()
     assert lines[0] == f"{directory} 700 {uid}"
     assert lines[1:] == [f"{directory}/{name} 400 {uid}" for name in names]
+
+
+# Imports every installed provider's entry point, SDK included; prints its scheme.
+LOAD_ENTRY_POINTS = (
+    "from importlib.metadata import entry_points\n"
+    "for e in entry_points(group='secretinit.providers'): e.load(); print(e.name)"
+)
+
+
+def expected_providers(providers: tuple[str, ...]) -> dict[str, str]:
+    """Scheme -> distribution that ``secretinit providers`` lists for an image with these."""
+    expected = {"env-file": "secretinit", "docker-secret": "secretinit"}
+    for name in providers:
+        expected.update(dict.fromkeys(provider_schemes(name), f"secretinit-{name}"))
+    return expected
+
+
+def listed_providers(listing: str) -> dict[str, str]:
+    """Scheme -> distribution of the installed lines of ``secretinit providers``."""
+    return {
+        line.split()[0]: line.split()[1]
+        for line in listing.splitlines()
+        if "not installed" not in line
+    }

@@ -23,13 +23,17 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from bundle.build import SYSTEM_LIBRARIES
 from conftest import assert_no_leak
 from secretinit.testing.ports import free_port
 from tests.container.checks import (
+    LOAD_ENTRY_POINTS,
     SECRET_DIR,
     app_report,
     declare,
+    expected_providers,
     ids,
+    listed_providers,
     mounts,
     private_files,
     process_status,
@@ -41,7 +45,6 @@ from tests.container.podman import (
     Container,
     Image,
     Podman,
-    provider_schemes,
 )
 from tests.container.podman import start as start_container
 
@@ -55,21 +58,12 @@ COMMAND = f"{BUNDLE}/secretinit"
 APP = ["/tier/app.sh"]
 # The example's production declaration is not what these checks declare.
 NO_CONFIG = ("--env", "SECRETINIT_CONFIG=")
-# What the bundle may load from the image: glibc and the GCC runtime (bundle/build.py).
-SYSTEM_LIBRARIES = {
-    "linux-vdso.so.1",
-    "ld-linux-x86-64.so.2",
-    "libc.so.6",
-    "libm.so.6",
-    "libpthread.so.0",
-    "libdl.so.2",
-    "librt.so.1",
-    "libutil.so.1",
-    "libresolv.so.2",
-    "libgcc_s.so.1",
-    "libstdc++.so.6",
-}
 GLIBC_FLOOR = (2, 36)  # the README's "Use in any image": the bundle built on bookworm
+
+
+def declared(secrets_dir: Path, planted: dict[str, str]) -> list[str]:
+    """The planted env-file secrets, declared by variable, without the example's config."""
+    return [*mounts(secrets_dir), *NO_CONFIG, *declare(planted)]
 
 
 def run_in(podman: Podman, image: Image, *arguments: str, **kwargs: Any) -> Any:
@@ -138,15 +132,8 @@ def test_version_and_entry_points(podman: Podman, any_image: Image) -> None:
     version = run_in(podman, any_image, *direct, "--version")
     assert version.stdout.startswith("secretinit, version ")
     listing = run_in(podman, any_image, *direct, "providers")
-    installed = {
-        line.split()[0]: line.split()[1]
-        for line in listing.stdout.splitlines()
-        if "not installed" not in line
-    }
-    expected = {"env-file": "secretinit", "docker-secret": "secretinit"}
-    for name in any_image.providers:
-        expected.update(dict.fromkeys(provider_schemes(name), f"secretinit-{name}"))
-    assert installed == expected
+    expected = expected_providers(any_image.providers)
+    assert listed_providers(listing.stdout) == expected
     # Every entry point imports, SDK included, in the bundle's own interpreter.
     load = run_in(
         podman,
@@ -158,8 +145,7 @@ def test_version_and_entry_points(podman: Podman, any_image: Image) -> None:
         any_image.id,
         "-I",
         "-c",
-        "from importlib.metadata import entry_points\n"
-        "for e in entry_points(group='secretinit.providers'): e.load(); print(e.name)",
+        LOAD_ENTRY_POINTS,
     )
     assert sorted(load.stdout.split()) == sorted(expected)
     # How secretinit runs its own CLI (a refresh run): the same in bundle form.
@@ -299,9 +285,7 @@ def test_missing_secret_stops_before_the_application(
     done = run_in(
         podman,
         any_image,
-        *mounts(secrets_dir),
-        *NO_CONFIG,
-        *declare(planted),
+        *declared(secrets_dir, planted),
         "--env",
         "SIGNING_KEY=docker-secret://signing_key",
         any_image.id,
@@ -375,9 +359,7 @@ def test_check_and_fetch(
     checked = run_in(
         podman,
         any_image,
-        *mounts(secrets_dir),
-        *NO_CONFIG,
-        *declare(planted),
+        *declared(secrets_dir, planted),
         "--entrypoint",
         COMMAND,
         any_image.id,
@@ -388,9 +370,7 @@ def test_check_and_fetch(
     fetched = run_in(
         podman,
         any_image,
-        *mounts(secrets_dir),
-        *NO_CONFIG,
-        *declare(planted),
+        *declared(secrets_dir, planted),
         "--entrypoint",
         "/bin/sh",
         any_image.id,

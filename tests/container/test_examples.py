@@ -47,8 +47,16 @@ def dev_values() -> list[str]:
     return [v for v in dotenv_values(EXAMPLES / "dev.env").values() if v]
 
 
+@pytest.fixture(params=["image", "any-image"])
+def example(request: pytest.FixtureRequest, images: Images) -> str:
+    """examples/image (on the Python image) or examples/any-image (the bundle, no Python)."""
+    if request.param == "image":
+        return str(request.getfixturevalue("example_image"))
+    return images.any_image("core").id
+
+
 def test_example_image_development_flow(
-    podman: Podman, example_image: str, containers: list[Container]
+    podman: Podman, example: str, containers: list[Container]
 ) -> None:
     """The production image on a laptop: SECRETINIT_ENV_FILE instead of vault and AWS."""
     container = start_container(
@@ -59,7 +67,7 @@ def test_example_image_development_flow(
         f"{EXAMPLES / 'dev.env'}:/app/dev.env:ro",
         "--env",
         "SECRETINIT_ENV_FILE=/app/dev.env",
-        example_image,
+        example,
     )
     containers.append(container)
     assert wait_for_exit(container) == 0
@@ -76,10 +84,10 @@ def test_example_image_development_flow(
 
 
 def test_example_image_without_its_providers_says_what_to_install(
-    podman: Podman, example_image: str, containers: list[Container]
+    podman: Podman, example: str, containers: list[Container]
 ) -> None:
     """On the core image the production declaration cannot start, and says why."""
-    container = start_container(podman, "--network", "none", example_image)
+    container = start_container(podman, "--network", "none", example)
     containers.append(container)
     assert wait_for_exit(container) == 2  # bad usage or config
     logs = container.logs()
@@ -173,42 +181,3 @@ def test_swarm_stack_drops_root_and_hides_the_swarm_secrets(
     assert container.exit_code() == 42
     assert time.monotonic() - started < stop_timeout / 2
     assert_no_leak(swarm_secrets.values(), container.logs())
-
-
-def test_any_image_example_development_flow(
-    podman: Podman, images: Images, containers: list[Container]
-) -> None:
-    """examples/any-image (no Python, the core's bundle) on a laptop: the .env flow."""
-    image = images.any_image("core")
-    container = start_container(
-        podman,
-        "--network",
-        "none",
-        "--volume",
-        f"{EXAMPLES / 'dev.env'}:/app/dev.env:ro",
-        "--env",
-        "SECRETINIT_ENV_FILE=/app/dev.env",
-        image.id,
-    )
-    containers.append(container)
-    assert wait_for_exit(container) == 0
-    logs = container.logs()
-    assert f"example app (sh, no Python here): running as uid {APP_UID} gid {APP_UID}," in logs
-    directory = re.search(r"DB_PASSWORD_FILE=(/dev/shm/secretinit-\w+)/DB_PASSWORD", logs)
-    assert directory is not None, logs
-    assert f"mode 0400, owner uid {APP_UID}" in logs
-    assert "DATABASE_URL is in the environment" in logs
-    assert f"secret directory {directory.group(1)}: mode 0700" in logs
-    assert "tls.key: mode 0400" in logs
-    assert_no_leak(dev_values(), logs)
-
-
-def test_any_image_example_without_its_providers_says_what_to_install(
-    podman: Podman, images: Images, containers: list[Container]
-) -> None:
-    container = start_container(podman, "--network", "none", images.any_image("core").id)
-    containers.append(container)
-    assert wait_for_exit(container) == 2
-    logs = container.logs()
-    assert "example app" not in logs
-    assert "secretinit-vault" in logs

@@ -16,10 +16,13 @@ import pytest
 
 from conftest import assert_no_leak
 from tests.container.checks import (
+    LOAD_ENTRY_POINTS,
     SECRET_DIR,
     app_report,
     declare,
+    expected_providers,
     ids,
+    listed_providers,
     mounts,
     process_status,
     stop_in_time,
@@ -30,7 +33,6 @@ from tests.container.podman import (
     Container,
     Image,
     Podman,
-    provider_schemes,
 )
 from tests.container.podman import start as start_container
 
@@ -172,15 +174,8 @@ def test_missing_required_secret_stops_before_the_application(
 
 def test_installed_providers(podman: Podman, image: Image) -> None:
     listing = podman("run", "--rm", "--network", "none", image.id, "secretinit", "providers")
-    installed = {
-        line.split()[0]: line.split()[1]
-        for line in listing.stdout.splitlines()
-        if "not installed" not in line
-    }
-    expected = {"env-file": "secretinit", "docker-secret": "secretinit"}
-    for name in image.providers:
-        expected.update(dict.fromkeys(provider_schemes(name), f"secretinit-{name}"))
-    assert installed == expected
+    expected = expected_providers(image.providers)
+    assert listed_providers(listing.stdout) == expected
     # Every installed provider imports, SDK included, in secretinit's own Python.
     load = podman(
         "run",
@@ -190,8 +185,7 @@ def test_installed_providers(podman: Podman, image: Image) -> None:
         image.id,
         "/opt/secretinit/bin/python3",
         "-c",
-        "from importlib.metadata import entry_points\n"
-        "for e in entry_points(group='secretinit.providers'): e.load(); print(e.name)",
+        LOAD_ENTRY_POINTS,
     )
     assert sorted(load.stdout.split()) == sorted(expected)
 
