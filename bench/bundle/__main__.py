@@ -74,9 +74,13 @@ import secretinit._supervisor as supervisor
 python_argv = supervisor.supervisor_argv
 
 
+# Nuitka names a "python" beside the program in sys.executable; the program is argv[0].
+executable = sys.argv[0] if "__compiled__" in globals() else sys.executable
+
+
 def frozen_argv(options):
     # [python, -I, -S, -B, _supervisor.py, options...] -> [bundle, __supervisor__, options...]
-    return [sys.executable, "__supervisor__", *python_argv(options)[5:]]
+    return [executable, "__supervisor__", *python_argv(options)[5:]]
 
 
 supervisor.supervisor_argv = frozen_argv
