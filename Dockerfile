@@ -57,11 +57,15 @@ RUN set -eu; \
 FROM sources AS builder
 # One virtual environment; pip leaves it afterwards: nothing installs at run
 # time. Bytecode is compiled here because the image's user cannot write
-# __pycache__ beside the sources.
+# __pycache__ beside the sources. The command runs its interpreter with -I:
+# the PYTHONPATH or PYTHONHOME of an application image built FROM this one
+# is for the application's Python, not secretinit's.
 RUN set -eu; \
     python3 -m venv /opt/secretinit; \
     xargs /opt/secretinit/bin/pip install --no-cache-dir < packages; \
     /opt/secretinit/bin/pip uninstall --yes pip setuptools; \
+    sed -i '1s|^#!\(/opt/secretinit/bin/python[0-9.]*\)$|#!\1 -I|' /opt/secretinit/bin/secretinit; \
+    grep -q '^#!/opt/secretinit/bin/python[0-9.]* -I$' /opt/secretinit/bin/secretinit; \
     /opt/secretinit/bin/secretinit providers
 
 FROM sources AS bundle-builder

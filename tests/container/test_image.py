@@ -208,6 +208,22 @@ def test_only_the_command_is_exposed(podman: Podman, image: Image) -> None:
     assert (command, target) == ("/usr/local/bin/secretinit", "/opt/secretinit/bin/secretinit")
     assert python == "/usr/bin/python3"  # the base's, not /opt/secretinit/bin/python3
     assert python_variables == []
+    # The application's PYTHON* variables are for its Python, not secretinit's.
+    done = podman(
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--env",
+        "PYTHONHOME=/nowhere",
+        "--env",
+        "PYTHONPATH=/nowhere",
+        image.id,
+        "sh",
+        "-c",
+        'echo "$PYTHONHOME"',
+    )
+    assert done.stdout.strip() == "/nowhere"
 
 
 def test_record_startup_time_inside_the_container(
