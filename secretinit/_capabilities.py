@@ -71,8 +71,8 @@ def capability_hint(number: int) -> str:
     )
 
 
-def require_user_switch(user: str) -> None:
-    """Refuse a root start for ``--user USER`` that lacks SETUID or SETGID, naming which.
+def require_user_switch(switch: str) -> None:
+    """Refuse a root start for ``switch`` (``--user USER``) lacking SETUID or SETGID, naming which.
 
     Checked before anything is fetched: without them root could neither write
     the files as the user nor drop to it. CHOWN is named where it is needed
@@ -83,7 +83,7 @@ def require_user_switch(user: str) -> None:
         names = " and ".join(missing)
         noun = "capability" if len(missing) == 1 else "capabilities"
         raise UsageError(
-            f"--user {user}: secretinit runs as root without the {names} {noun} that "
+            f"{switch}: secretinit runs as root without the {names} {noun} that "
             f"switching to the user needs; grant SETUID, SETGID and CHOWN "
             f"(docker run --cap-add {' --cap-add '.join(NAMES[n] for n in USER_SWITCH)})"
         )

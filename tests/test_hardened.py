@@ -77,12 +77,22 @@ def read_only(extra: str, command: str) -> str:
 
 
 def test_read_only_root_writes_to_shm_without_a_temporary_directory(env_file: Path) -> None:
-    # fetch: this machine's interpreter lives under /root, which nobody may
-    # not execute again for a supervisor; the container tier runs `run` so.
-    done = in_namespace(read_only("", f"cd /tmp; {AS_NOBODY} $SECRETINIT fetch"), env_file)
+    # --exec: this machine's interpreter lives under /root, which nobody may
+    # not execute again for a supervisor; the container tier runs the
+    # supervisor so, and the next test as root dropping to nobody.
+    done = in_namespace(
+        read_only(
+            "",
+            f"cd /tmp; {AS_NOBODY} $SECRETINIT run --exec -- "
+            'sh -c \'echo "file=$A_FILE"; cat "$A_FILE"\'',
+        ),
+        env_file,
+    )
     assert done.returncode == 0, done.stderr
     assert "internal error" not in done.stderr
-    assert "resolved 1 secret to /dev/shm/secretinit-" in done.stderr
+    assert done.stdout.endswith(f"\n{VALUE}")  # the application read its secret
+    assert done.stdout.startswith("file=/dev/shm/secretinit-")
+    assert_no_leak([VALUE], done.stderr)
 
 
 def test_read_only_root_start_drops_to_the_user(env_file: Path) -> None:
@@ -105,7 +115,7 @@ def test_nowhere_to_write_is_a_clear_error(env_file: Path) -> None:
     done = in_namespace(
         read_only(
             "mount --bind /dev/shm /dev/shm; mount -o remount,bind,ro /dev/shm\n",
-            f"cd /tmp; {AS_NOBODY} $SECRETINIT fetch",
+            f"cd /tmp; {AS_NOBODY} $SECRETINIT run --exec -- true",
         ),
         env_file,
     )
