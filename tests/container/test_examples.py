@@ -89,7 +89,7 @@ def test_example_image_without_its_providers_says_what_to_install(
     """On the core image the production declaration cannot start, and says why."""
     container = start_container(podman, "--network", "none", example)
     containers.append(container)
-    assert wait_for_exit(container) == 2  # bad usage or config
+    assert wait_for_exit(container) == 78  # a bad declaration (EX_CONFIG)
     logs = container.logs()
     assert "example app" not in logs
     assert "secretinit-vault" in logs
