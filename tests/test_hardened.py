@@ -136,8 +136,14 @@ def fetch_as_root(caps: str, directory: str) -> str:
 
 
 def listing(directory: Path) -> list[tuple[str, int, int, int]]:
-    """(name, mode, uid, gid) of the directory and each file in it."""
-    entries = [directory, *sorted(directory.iterdir())]
+    """(name, mode, uid, gid) of the directory and of the file A behind its link.
+
+    Every entry of the layout (generation, ``..data``, the ``A`` link) must be
+    the user's too: nothing of root's is left in the user's directory.
+    """
+    for entry in directory.iterdir():
+        assert (entry.lstat().st_uid, entry.lstat().st_gid) == (NOBODY, NOBODY), entry
+    entries = [directory, directory / "A"]
     return [(p.name, p.stat().st_mode & 0o7777, p.stat().st_uid, p.stat().st_gid) for p in entries]
 
 
@@ -166,7 +172,7 @@ def test_root_start_needs_setuid_setgid_chown_only(
 ) -> None:
     directory = shared_dir / "secrets"
     script = f"D={directory}\n{prepare}\n{fetch_as_root(ALL_THREE, str(directory))}\n"
-    script += f"ls -ln {directory}\n"  # still inside the namespace: a tmpfs is gone after it
+    script += f"ls -lnL {directory}/A\n"  # inside the namespace: a tmpfs is gone after it
     done = in_namespace(script, env_file)
     assert done.returncode == 0, done.stderr
     if "tmpfs" not in prepare:
@@ -211,7 +217,7 @@ def test_run_drops_to_the_user_with_the_three_capabilities(env_file: Path) -> No
     done = in_namespace(
         f"setpriv --bounding-set -all,{ALL_THREE} --inh-caps -all $SECRETINIT run "
         f"--user {NOBODY} -- sh -c 'id -u; grep ^Uid: /proc/$PPID/status; "
-        'stat -c "%a %u" "$(dirname "$A_FILE")" "$A_FILE"; cat "$A_FILE"\'',
+        'stat -L -c "%a %u" "$(dirname "$A_FILE")" "$A_FILE"; cat "$A_FILE"\'',
         env_file,
     )
     assert done.returncode == 0, done.stderr
