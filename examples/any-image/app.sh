@@ -7,7 +7,7 @@ directories=""
 for name in DB_PASSWORD API_TOKEN DATABASE_URL TLS_KEY; do
     path=$(printenv "${name}_FILE" || true)
     if [ -n "$path" ]; then
-        echo "  ${name}_FILE=$path: $(stat -c 'mode 0%a, owner uid %u, %s bytes' "$path")"
+        echo "  ${name}_FILE=$path: $(stat -L -c 'mode 0%a, owner uid %u, %s bytes' "$path")"
         directories="$directories $(dirname "$path")"
     elif value=$(printenv "$name"); then
         echo "  $name is in the environment: a value of ${#value} characters"
@@ -18,6 +18,6 @@ done
 for directory in $(printf '%s\n' $directories | sort -u); do
     echo "  secret directory $directory: $(stat -c 'mode 0%a' "$directory"), holding:"
     for entry in "$directory"/*; do
-        echo "    $(basename "$entry"): $(stat -c 'mode 0%a, owner uid %u, %s bytes' "$entry")"
+        echo "    $(basename "$entry"): $(stat -L -c 'mode 0%a, owner uid %u, %s bytes' "$entry")"
     done
 done

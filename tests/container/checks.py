@@ -82,14 +82,20 @@ def stop_in_time(container: Container) -> float:
 
 
 def private_files(container: Container, directory: str, names: list[str], uid: int) -> None:
-    """``directory`` is a tmpfs, 0700, and each file 0400, all owned by ``uid``.
+    """``directory`` is a tmpfs, 0700, and each file 0400 (behind its link), owned by ``uid``.
 
     Looked at as ``uid``: root without DAC_OVERRIDE could not (--cap-drop ALL).
     """
     user = str(uid)
     assert container.exec("stat", "-f", "-c", "%T", directory, user=user).stdout == "tmpfs\n"
     listing = container.exec(
-        "stat", "-c", "%n %a %u", directory, *(f"{directory}/{name}" for name in names), user=user
+        "stat",
+        "-L",
+        "-c",
+        "%n %a %u",
+        directory,
+        *(f"{directory}/{name}" for name in names),
+        user=user,
     )
     assert listing.returncode == 0, listing.stderr
     lines = listing.stdout.splitlines()

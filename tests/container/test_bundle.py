@@ -341,7 +341,7 @@ def test_docker_secret_and_root_start_with_user(
         any_image.id,
         "sh",
         "-c",
-        'id -u; grep ^Uid: /proc/1/status; stat -c "%a %u" "$SIGNING_KEY_FILE"; '
+        'id -u; grep ^Uid: /proc/1/status; stat -L -c "%a %u" "$SIGNING_KEY_FILE"; '
         'sha256sum < "$SIGNING_KEY_FILE"; cat /run/secrets/signing_key 2>&1 || true',
     )
     lines = done.stdout.splitlines()
@@ -375,7 +375,7 @@ def test_check_and_fetch(
         "/bin/sh",
         any_image.id,
         "-c",
-        f"{COMMAND} fetch --dir /dev/shm/fetched && stat -c '%n %a' /dev/shm/fetched/*",
+        f"{COMMAND} fetch --dir /dev/shm/fetched && stat -L -c '%n %a' /dev/shm/fetched/*",
     )
     assert sorted(fetched.stdout.split("\n")[:-1]) == sorted(
         f"/dev/shm/fetched/{name} 400" for name in planted
