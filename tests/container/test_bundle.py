@@ -555,3 +555,48 @@ def test_record_startup(podman: Podman, any_image: Image, secrets_dir: Path) -> 
     assert len(micros) == rounds
     median_ms = micros[rounds // 2] / 1000
     RECORDS.setdefault(f"bundle {any_image.name}", {})["run_1_secret_true_ms"] = round(median_ms, 1)
+
+
+def test_refresh_in_bundle_form(
+    podman: Podman, images: Images, tmp_path: Path, containers: list[Container]
+) -> None:
+    """``--refresh``: each refresh run is the bundle's own CLI (program_argv), as the user."""
+    values = [f"bundle-refresh-{n}-{secrets.token_hex(4)}" for n in (1, 2)]
+    store = tmp_path / "store"
+    store.mkdir(mode=0o755)
+    env_file = store / "app.env"
+    env_file.write_text(f"A={values[0]}\n")
+    env_file.chmod(0o644)
+    container = start_container(
+        podman,
+        "--network",
+        "none",
+        "--volume",
+        f"{store}:/store:ro",
+        "--tmpfs",
+        f"{SECRET_DIR}:U,mode=0700",
+        *NO_CONFIG,
+        "--env",
+        "A=env-file:///store/app.env#A",
+        "--env",
+        "SECRETINIT_REFRESH=1",
+        "--env",
+        "SECRETINIT_ON_CHANGE=signal:HUP",
+        images.any_image("core").id,
+        "sh",
+        "-c",
+        'report() { echo "files A=$(sha256sum < "$A_FILE" | cut -c1-64)"; }; trap report HUP; '
+        "report; while :; do sleep 1 & wait $!; done",
+    )
+    containers.append(container)
+    digests = [hashlib.sha256(value.encode()).hexdigest() for value in values]
+    container.wait_for(f"files A={digests[0]}")
+    with open(env_file, "r+") as stream:  # in place: the bind mount keeps the inode
+        stream.truncate()
+        stream.write(f"A={values[1]}\n")
+    logs = container.wait_for(f"files A={digests[1]}")
+    assert "refreshed: A changed (1 of 1 secrets)" in logs
+    probe = container.exec(COMMAND, "status", "--dir", SECRET_DIR)
+    assert probe.returncode == 0, probe.stdout + probe.stderr
+    assert probe.stdout.startswith("ready: last success")
+    assert_no_leak(values, container.logs())
