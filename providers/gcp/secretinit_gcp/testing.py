@@ -1,0 +1,635 @@
+"""A local fake of Google Cloud Secret Manager and its credential endpoints, for tests and benches.
+
+No Secret Manager emulator is published, so this module is one: enough of
+the service for the real ``google-cloud-secret-manager`` client and the real
+``google-auth`` credentials to talk to it unchanged.
+
+:class:`FakeSecretManager` serves, on free loopback ports:
+
+- ``AccessSecretVersion`` over HTTPS, as REST (``GET /v1/{name}:access``,
+  JSON) and, when asked, as gRPC (the library's own message types), on a
+  global endpoint and one endpoint per location given (regional secrets,
+  ``projects/P/locations/L/secrets/S``); with Secret Manager's answers: the
+  payload and its CRC32C, ``NOT_FOUND``, ``PERMISSION_DENIED``,
+  ``FAILED_PRECONDITION`` for a disabled or destroyed version, and injected
+  ``UNAVAILABLE``, ``RESOURCE_EXHAUSTED``, ... faults;
+- over plain http, a GCE metadata server (``GCE_METADATA_HOST`` and
+  ``GCE_METADATA_IP``: detection ping, project id, service account, token)
+  and an OAuth token endpoint (``token_uri`` of a service account key or of
+  gcloud's user credentials; the STS exchange of an external account file)
+  that count the tokens they issue.
+
+A bearer token is accepted if one of these endpoints issued it, or if it is
+a JWT that a service account key registered with :meth:`trust_key` signed
+(the self-signed JWT the client library makes from a key).
+"""
+
+from __future__ import annotations
+
+import base64
+import http.server
+import json
+import secrets as random_tokens
+import socket
+import ssl
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from secretinit.testing.certificates import Certificates, make_certificates
+
+__all__ = ["Certificates", "FakeSecretManager", "make_certificates"]
+
+SCOPE = "https://www.googleapis.com/auth/cloud-platform"
+GRPC_SERVICE = "google.cloud.secretmanager.v1.SecretManagerService"
+# gRPC status names and the HTTP status the REST API answers each with.
+HTTP_STATUS = {
+    "INVALID_ARGUMENT": 400,
+    "FAILED_PRECONDITION": 400,
+    "UNAUTHENTICATED": 401,
+    "PERMISSION_DENIED": 403,
+    "NOT_FOUND": 404,
+    "RESOURCE_EXHAUSTED": 429,
+    "INTERNAL": 500,
+    "UNAVAILABLE": 503,
+    "DEADLINE_EXCEEDED": 504,
+}
+
+Key = tuple[str, str | None, str]  # (project id, location or None, secret id)
+
+
+@dataclass
+class _Version:
+    number: int
+    data: bytes
+    state: str = "ENABLED"  # ENABLED | DISABLED | DESTROYED
+
+
+@dataclass
+class _Fault:
+    code: str
+    remaining: int
+
+
+@dataclass
+class Access:
+    """One ``AccessSecretVersion`` the fake answered."""
+
+    endpoint: str  # "global" or the location of a regional endpoint
+    transport: str  # "rest" or "grpc"
+    name: str
+    code: str  # "OK" or the gRPC status name
+    credential: str  # "token", "self-signed-jwt" or "none"
+
+
+@dataclass
+class _State:
+    secrets: dict[Key, list[_Version]] = field(default_factory=dict)
+    denied: set[Key] = field(default_factory=set)
+    faults: dict[Key, _Fault] = field(default_factory=dict)
+    corrupt: set[Key] = field(default_factory=set)
+
+
+class FakeSecretManager:
+    """Secret Manager, its regional endpoints, a metadata server and a token endpoint.
+
+    Use as a context manager, or call :meth:`start` and :meth:`stop`. Give
+    the client :attr:`endpoint` (or :meth:`regional_endpoint`) as its API
+    endpoint; point ``GCE_METADATA_HOST`` and ``GCE_METADATA_IP`` at
+    :attr:`metadata_host`.
+    """
+
+    def __init__(
+        self,
+        certificates: Certificates,
+        *,
+        locations: tuple[str, ...] = (),
+        grpc: bool = False,
+        project: str = "fake-project",
+    ) -> None:
+        self.certificates = certificates
+        self.locations = locations
+        self.serve_grpc = grpc
+        #: The project the metadata server reports, and the default of :meth:`add_version`.
+        self.project = project
+        self.service_account = f"secretinit-test@{project}.iam.gserviceaccount.com"
+        #: Seconds each API response waits, to stand in for the network.
+        self.latency = 0.0
+        #: HTTP status the metadata server's token endpoint answers with, when set.
+        self.metadata_token_status: int | None = None
+        self.lock = threading.Lock()
+        #: Every token handed out, so that tests can search output for them.
+        self.issued: list[str] = []
+        #: (endpoint, grant) of every token request: ("metadata", "compute"),
+        #: ("oauth", "jwt-bearer" | "refresh_token"), ("sts", "token-exchange").
+        self.token_requests: list[tuple[str, str]] = []
+        self.metadata_requests: list[str] = []
+        self.accesses: list[Access] = []
+        self._state = _State()
+        self._tokens: set[str] = set()
+        self._keys: dict[str, str] = {}  # service account email -> public key PEM
+        self._refresh_tokens: set[str] = set()
+        self._subject_tokens: set[str] = set()
+        self._numbers: dict[str, str] = {}
+        self._http: list[_Server] = []
+        self._rest: dict[str, _Server] = {}
+        self._grpc: dict[str, tuple[Any, int]] = {}
+
+    # Planting state.
+
+    def add_version(
+        self,
+        secret: str,
+        data: bytes,
+        *,
+        project: str | None = None,
+        location: str | None = None,
+        state: str = "ENABLED",
+    ) -> int:
+        """Add a version of ``secret`` (``latest`` from now on); return its number."""
+        key = (project or self.project, location, secret)
+        with self.lock:
+            versions = self._state.secrets.setdefault(key, [])
+            versions.append(_Version(len(versions) + 1, bytes(data), state))
+            return len(versions)
+
+    def set_state(
+        self,
+        secret: str,
+        version: int,
+        state: str,
+        *,
+        project: str | None = None,
+        location: str | None = None,
+    ) -> None:
+        """Disable, destroy or enable one version (``DISABLED``, ``DESTROYED``, ``ENABLED``)."""
+        with self.lock:
+            entry = self._state.secrets[(project or self.project, location, secret)][version - 1]
+            entry.state = state
+            if state == "DESTROYED":
+                entry.data = b""
+
+    def deny(self, secret: str, *, project: str | None = None, location: str | None = None) -> None:
+        """Answer reads of ``secret`` with ``PERMISSION_DENIED``."""
+        with self.lock:
+            self._state.denied.add((project or self.project, location, secret))
+
+    def fault(
+        self,
+        secret: str,
+        code: str,
+        times: int,
+        *,
+        project: str | None = None,
+        location: str | None = None,
+    ) -> None:
+        """Answer the next ``times`` reads of ``secret`` with ``code`` (``UNAVAILABLE``, ...)."""
+        with self.lock:
+            self._state.faults[(project or self.project, location, secret)] = _Fault(code, times)
+
+    def corrupt(
+        self, secret: str, *, project: str | None = None, location: str | None = None
+    ) -> None:
+        """Send ``secret``'s payload with a CRC32C that does not match it."""
+        with self.lock:
+            self._state.corrupt.add((project or self.project, location, secret))
+
+    def trust_key(self, email: str, public_key_pem: str) -> None:
+        """Accept JWTs signed by this service account key (self-signed, or as a grant)."""
+        with self.lock:
+            self._keys[email] = public_key_pem
+
+    def add_refresh_token(self, token: str) -> None:
+        """Accept ``token`` in a ``refresh_token`` grant (gcloud's user credentials)."""
+        with self.lock:
+            self._refresh_tokens.add(token)
+
+    def add_subject_token(self, token: str) -> None:
+        """Accept ``token`` in an STS exchange (an external account's credential source)."""
+        with self.lock:
+            self._subject_tokens.add(token)
+
+    def revoke_tokens(self) -> None:
+        """Make every issued token invalid: the API answers ``UNAUTHENTICATED`` to it."""
+        with self.lock:
+            self._tokens.clear()
+
+    def project_number(self, project: str) -> str:
+        """The number Secret Manager writes in the names it returns for ``project``."""
+        with self.lock:
+            return self._numbers.setdefault(project, str(100000000000 + len(self._numbers) * 7919))
+
+    # Addresses.
+
+    @property
+    def endpoint(self) -> str:
+        """``127.0.0.1:PORT`` of the global REST endpoint."""
+        return f"127.0.0.1:{self._rest['global'].server_address[1]}"
+
+    def regional_endpoint(self, location: str) -> str:
+        """``127.0.0.1:PORT`` of ``location``'s REST endpoint."""
+        return f"127.0.0.1:{self._rest[location].server_address[1]}"
+
+    @property
+    def grpc_endpoint(self) -> str:
+        """``127.0.0.1:PORT`` of the global gRPC endpoint."""
+        return f"127.0.0.1:{self._grpc['global'][1]}"
+
+    def grpc_regional_endpoint(self, location: str) -> str:
+        """``127.0.0.1:PORT`` of ``location``'s gRPC endpoint."""
+        return f"127.0.0.1:{self._grpc[location][1]}"
+
+    @property
+    def metadata_host(self) -> str:
+        """``127.0.0.1:PORT`` for ``GCE_METADATA_HOST`` and ``GCE_METADATA_IP``."""
+        return f"127.0.0.1:{self._http[0].server_address[1]}"
+
+    @property
+    def token_uri(self) -> str:
+        """The OAuth token endpoint, for a key file's or user credentials' ``token_uri``."""
+        return f"http://{self.metadata_host}/token"
+
+    @property
+    def sts_uri(self) -> str:
+        """The STS token exchange endpoint, for an external account file's ``token_url``."""
+        return f"http://{self.metadata_host}/v1/token"
+
+    @property
+    def tokens_issued(self) -> int:
+        """How many tokens the metadata server and token endpoints handed out."""
+        with self.lock:
+            return len(self.issued)
+
+    # Serving.
+
+    def start(self) -> FakeSecretManager:
+        """Listen on free loopback ports and serve from daemon threads."""
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.certificates.cert, self.certificates.key)
+        self._http = [_Server(_CredentialHandler, self, None, "credentials")]
+        for endpoint in ("global", *self.locations):
+            self._rest[endpoint] = _Server(_ApiHandler, self, context, endpoint)
+        for server in [*self._http, *self._rest.values()]:
+            # A short poll: stop() waits for the loop to notice.
+            threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+        if self.serve_grpc:
+            for endpoint in ("global", *self.locations):
+                self._grpc[endpoint] = self._start_grpc(endpoint)
+        return self
+
+    def _start_grpc(self, endpoint: str) -> tuple[Any, int]:
+        from concurrent import futures
+
+        import grpc  # type: ignore[import-untyped]
+        from google.cloud.secretmanager_v1.types import resources, service
+
+        def access(request: Any, context: Any) -> Any:
+            metadata = dict(context.invocation_metadata())
+            code, answer = self.access(
+                endpoint, "grpc", request.name, metadata.get("authorization")
+            )
+            if code != "OK":
+                context.abort(getattr(grpc.StatusCode, code), answer)
+            payload = resources.SecretPayload(data=answer["data"], data_crc32c=answer["crc32c"])
+            return service.AccessSecretVersionResponse(name=answer["name"], payload=payload)
+
+        handler = grpc.method_handlers_generic_handler(
+            GRPC_SERVICE,
+            {
+                "AccessSecretVersion": grpc.unary_unary_rpc_method_handler(
+                    access,
+                    request_deserializer=service.AccessSecretVersionRequest.deserialize,
+                    response_serializer=service.AccessSecretVersionResponse.serialize,
+                )
+            },
+        )
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=64))
+        server.add_generic_rpc_handlers((handler,))
+        credentials = grpc.ssl_server_credentials(
+            [(self.certificates.key.read_bytes(), self.certificates.cert.read_bytes())]
+        )
+        port = server.add_secure_port("127.0.0.1:0", credentials)
+        server.start()
+        return server, port
+
+    def stop(self) -> None:
+        """Stop serving and close the listening sockets."""
+        for server in [*self._http, *self._rest.values()]:
+            server.shutdown()
+            server.server_close()
+            server.close_connections()
+        for grpc_server, _port in self._grpc.values():
+            grpc_server.stop(grace=None)
+
+    def __enter__(self) -> FakeSecretManager:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    # The service.
+
+    def access(
+        self, endpoint: str, transport: str, name: str, authorization: str | None
+    ) -> tuple[str, Any]:
+        """("OK", answer) or (gRPC status name, message) for one AccessSecretVersion."""
+        if self.latency:
+            time.sleep(self.latency)
+        credential = self._credential(authorization)
+        code, answer = self._answer(endpoint, name, credential)
+        with self.lock:
+            self.accesses.append(Access(endpoint, transport, name, code, credential))
+        return code, answer
+
+    def _answer(self, endpoint: str, name: str, credential: str) -> tuple[str, Any]:
+        if credential == "none":
+            return "UNAUTHENTICATED", (
+                "Request had invalid authentication credentials. Expected OAuth 2 access "
+                "token, login cookie or other valid authentication credential."
+            )
+        parts = name.split("/")
+        regional = len(parts) == 8 and parts[2] == "locations"
+        if not (
+            (len(parts) == 6 or regional)
+            and parts[0] == "projects"
+            and parts[-4] == "secrets"
+            and parts[-2] == "versions"
+        ):
+            return "INVALID_ARGUMENT", f"Invalid resource field value in the request: {name}"
+        location = parts[3] if regional else None
+        if location != (None if endpoint == "global" else endpoint):
+            where = "the global endpoint" if endpoint == "global" else f"endpoint {endpoint}"
+            return "INVALID_ARGUMENT", f"Location {location or 'global'} is not served by {where}."
+        project, secret, wanted = parts[1], parts[-3], parts[-1]
+        key = (self._project_id(project), location, secret)
+        with self.lock:
+            fault = self._state.faults.get(key)
+            if fault is not None and fault.remaining > 0:
+                fault.remaining -= 1
+                return fault.code, f"The service is currently unavailable ({fault.code})."
+            if key in self._state.denied:
+                return "PERMISSION_DENIED", (
+                    f"Permission 'secretmanager.versions.access' denied for resource '{name}' "
+                    "(or it may not exist)."
+                )
+            versions = list(self._state.secrets.get(key, []))
+            corrupt = key in self._state.corrupt
+        # Secret Manager answers with the project's number, whichever way it was named.
+        secret_name = "/".join(["projects", self.project_number(key[0]), *parts[2:-2]])
+        if not versions:
+            return "NOT_FOUND", f"Secret [{secret_name}] not found or has no versions."
+        if wanted == "latest":
+            version: _Version | None = versions[-1]
+        elif wanted.isdigit() and 0 < int(wanted) <= len(versions):
+            version = versions[int(wanted) - 1]
+        else:
+            version = None
+        if version is None:
+            return "NOT_FOUND", f"Secret Version [{secret_name}/versions/{wanted}] not found."
+        full = f"{secret_name}/versions/{version.number}"
+        if version.state != "ENABLED":
+            return "FAILED_PRECONDITION", f"Secret Version [{full}] is in {version.state} state."
+        checksum = crc32c(version.data) ^ (0xFFFF if corrupt else 0)
+        return "OK", {"name": full, "data": version.data, "crc32c": checksum}
+
+    def _project_id(self, project: str) -> str:
+        with self.lock:
+            for project_id, number in self._numbers.items():
+                if number == project:
+                    return project_id
+        return project
+
+    def _credential(self, authorization: str | None) -> str:
+        if not authorization or not authorization.startswith("Bearer "):
+            return "none"
+        token = authorization.removeprefix("Bearer ")
+        with self.lock:
+            if token in self._tokens:
+                return "token"
+        return "self-signed-jwt" if self._verify_jwt(token, audience=None) else "none"
+
+    def _verify_jwt(self, token: str, audience: str | None) -> bool:
+        """Whether ``token`` is a JWT signed by a trusted key, for ``audience`` or with a scope."""
+        from google.auth import jwt
+
+        decode: Any = jwt.decode  # untyped in google-auth
+        try:
+            claims = decode(token, verify=False)
+        except ValueError:
+            return False
+        with self.lock:
+            key = self._keys.get(str(claims.get("iss")))
+        if key is None:
+            return False
+        try:
+            claims = decode(token, certs=key, verify=True, audience=audience)
+        except ValueError:
+            return False
+        # A self-signed JWT names the API by scope or by audience.
+        return (
+            audience is not None
+            or SCOPE in str(claims.get("scope", "")).split()
+            or bool(str(claims.get("aud", "")).startswith("https://secretmanager."))
+        )
+
+    def issue_token(self, endpoint: str, grant: str) -> dict[str, Any]:
+        """A new access token's JSON, counted."""
+        token = "ya29.fake-" + random_tokens.token_hex(16)
+        with self.lock:
+            self._tokens.add(token)
+            self.issued.append(token)
+            self.token_requests.append((endpoint, grant))
+        return {"access_token": token, "expires_in": 3599, "token_type": "Bearer"}
+
+    def oauth_token(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        """(status, JSON) of the OAuth token endpoint for one grant."""
+        grant = form.get("grant_type", "")
+        if grant == "urn:ietf:params:oauth:grant-type:jwt-bearer":
+            if not self._verify_jwt(form.get("assertion", ""), audience=self.token_uri):
+                return 400, {
+                    "error": "invalid_grant",
+                    "error_description": "Invalid JWT Signature.",
+                }
+            return 200, self.issue_token("oauth", "jwt-bearer")
+        if grant == "refresh_token":
+            with self.lock:
+                known = form.get("refresh_token") in self._refresh_tokens
+            if not known:
+                return 400, {"error": "invalid_grant", "error_description": "Bad Request"}
+            return 200, self.issue_token("oauth", "refresh_token")
+        return 400, {"error": "unsupported_grant_type", "error_description": grant}
+
+    def sts_token(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        """(status, JSON) of the STS endpoint for one token exchange."""
+        with self.lock:
+            known = form.get("subject_token") in self._subject_tokens
+        if not known:
+            return 400, {
+                "error": "invalid_grant",
+                "error_description": "The provided subject token is invalid.",
+            }
+        answer = self.issue_token("sts", "token-exchange")
+        answer["issued_token_type"] = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105
+        return 200, answer
+
+
+def crc32c(data: bytes) -> int:
+    """The CRC32C (Castagnoli) of ``data``, as Secret Manager reports it."""
+    import google_crc32c
+
+    return int(google_crc32c.value(data))
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # a burst of concurrent connects must not hit a full backlog
+
+    def __init__(
+        self,
+        handler: type[http.server.BaseHTTPRequestHandler],
+        fake: FakeSecretManager,
+        context: ssl.SSLContext | None,
+        endpoint: str,
+    ) -> None:
+        super().__init__(("127.0.0.1", 0), handler)
+        self.fake = fake
+        self.context = context
+        self.endpoint = endpoint
+        self.connections: set[socket.socket] = set()
+        self.connections_lock = threading.Lock()
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        # The TLS handshake happens here, in the connection's own thread, so that
+        # one slow handshake does not hold up the accept loop.
+        if self.context is not None:
+            try:
+                request = self.context.wrap_socket(request, server_side=True)
+            except (ssl.SSLError, OSError):
+                return
+        with self.connections_lock:
+            self.connections.add(request)
+        try:
+            super().finish_request(request, client_address)
+        finally:
+            with self.connections_lock:
+                self.connections.discard(request)
+            if self.context is not None:
+                # The TLS socket took over the connection: socketserver only
+                # closes the original, now detached, socket object.
+                self.shutdown_request(request)
+
+    def close_connections(self) -> None:
+        """End every kept-alive connection: a stopped fake must look gone to its clients."""
+        with self.connections_lock:
+            for connection in self.connections:
+                try:
+                    connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as Google's front ends serve
+    # Without this, a keep-alive response waits ~40 ms for the client's delayed ACK.
+    disable_nagle_algorithm = True
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: tests search captured output for planted values."""
+
+    def send_body(
+        self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def send_json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        self.send_body(status, json.dumps(body).encode(), "application/json", headers)
+
+
+class _ApiHandler(_Handler):
+    """``GET /v1/{name}:access``, as the REST transport of the client library asks."""
+
+    def do_GET(self) -> None:
+        path = urlsplit(self.path).path
+        if not (path.startswith("/v1/") and path.endswith(":access")):
+            self.send_json(404, _rest_error("NOT_FOUND", f"no such method: {path}"))
+            return
+        name = path.removeprefix("/v1/").removesuffix(":access")
+        fake = self.server.fake
+        code, answer = fake.access(
+            self.server.endpoint, "rest", name, self.headers.get("Authorization")
+        )
+        if code != "OK":
+            self.send_json(HTTP_STATUS[code], _rest_error(code, answer))
+            return
+        self.send_json(
+            200,
+            {
+                "name": answer["name"],
+                "payload": {
+                    "data": base64.b64encode(answer["data"]).decode(),
+                    # int64 travels as a string in JSON
+                    "dataCrc32c": str(answer["crc32c"]),
+                },
+            },
+        )
+
+
+def _rest_error(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": HTTP_STATUS[code], "message": message, "status": code}}
+
+
+class _CredentialHandler(_Handler):
+    """The metadata server (GET, ``Metadata-Flavor: Google``) and the token endpoints (POST)."""
+
+    def do_GET(self) -> None:
+        fake = self.server.fake
+        path = urlsplit(self.path).path
+        with fake.lock:
+            fake.metadata_requests.append(path)
+        flavor = {"Metadata-Flavor": "Google"}
+        if self.headers.get("Metadata-Flavor") != "Google":
+            self.send_body(403, b"Missing Metadata-Flavor:Google header.", "text/html", flavor)
+            return
+        accounts = "/computeMetadata/v1/instance/service-accounts/default/"
+        if path == "/":  # google-auth's detection ping
+            self.send_body(200, b"computeMetadata/\n", "application/text", flavor)
+        elif path == "/computeMetadata/v1/project/project-id":
+            self.send_body(200, fake.project.encode(), "application/text", flavor)
+        elif path == accounts:
+            body = {"aliases": ["default"], "email": fake.service_account, "scopes": [SCOPE]}
+            self.send_json(200, body, flavor)
+        elif path == accounts + "token":
+            if fake.metadata_token_status is not None:
+                message = b"The service account has no permission to get a token."
+                self.send_body(fake.metadata_token_status, message, "text/html", flavor)
+                return
+            self.send_json(200, fake.issue_token("metadata", "compute"), flavor)
+        else:
+            # Unknown keys (the universe domain among them) are 404s on a real server too.
+            self.send_body(404, b"Not Found", "text/html", flavor)
+
+    def do_POST(self) -> None:
+        fake = self.server.fake
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length).decode()
+        if self.headers.get("Content-Type", "").startswith("application/json"):
+            form = {k: str(v) for k, v in json.loads(raw or "{}").items()}
+        else:
+            form = {k: v[-1] for k, v in parse_qs(raw).items()}
+        path = urlsplit(self.path).path
+        if path == "/token":
+            status, body = fake.oauth_token(form)
+        elif path == "/v1/token":
+            status, body = fake.sts_token(form)
+        else:
+            status, body = 404, {"error": "not_found"}
+        self.send_json(status, body)
