@@ -35,6 +35,7 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -211,6 +212,21 @@ class FakeSecretManager:
         with self.lock:
             self._subject_tokens.add(token)
 
+    def reset(self) -> None:
+        """Forget every secret, fault, key and token, and the requests seen: a fresh service."""
+        with self.lock:
+            self._state = _State()
+            self._tokens.clear()
+            self._keys.clear()
+            self._refresh_tokens.clear()
+            self._subject_tokens.clear()
+            self.issued.clear()
+            self.token_requests.clear()
+            self.metadata_requests.clear()
+            self.accesses.clear()
+        self.latency = 0.0
+        self.metadata_token_status = None
+
     def revoke_tokens(self) -> None:
         """Make every issued token invalid: the API answers ``UNAUTHENTICATED`` to it."""
         with self.lock:
@@ -255,6 +271,63 @@ class FakeSecretManager:
     def sts_uri(self) -> str:
         """The STS token exchange endpoint, for an external account file's ``token_url``."""
         return f"http://{self.metadata_host}/v1/token"
+
+    def environment(self, home: str) -> dict[str, str]:
+        """The variables that point google-auth and both transports at this fake."""
+        return {
+            "HOME": home,
+            "GCE_METADATA_HOST": self.metadata_host,
+            "GCE_METADATA_IP": self.metadata_host,
+            "REQUESTS_CA_BUNDLE": str(self.certificates.ca),
+            "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH": str(self.certificates.ca),
+        }
+
+    def provider_options(
+        self, transport: str = "rest", location: str | None = None
+    ) -> dict[str, str]:
+        """``[providers.gcp]`` reading from this fake over ``transport``.
+
+        Regional secrets go to ``location``'s endpoint (the first location by default).
+        """
+        location = location or (self.locations[0] if self.locations else None)
+        grpc = transport == "grpc"
+        table = {"transport": transport, "endpoint": self.grpc_endpoint if grpc else self.endpoint}
+        if location is not None:
+            regional = self.grpc_regional_endpoint if grpc else self.regional_endpoint
+            table["regional_endpoint"] = regional(location)
+        return table
+
+    def write_service_account_key(self, path: Path, *, trusted: bool = True) -> str:
+        """Write a service account key file whose token_uri is this fake's; return its PEM key.
+
+        ``trusted``: whether the fake accepts what the key signs.
+        """
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        private = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode()
+        public = key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        email = f"key-{random_tokens.token_hex(4)}@{self.project}.iam.gserviceaccount.com"
+        info = {
+            "type": "service_account",
+            "project_id": self.project,
+            "private_key_id": random_tokens.token_hex(20),
+            "private_key": private,
+            "client_email": email,
+            "client_id": str(random_tokens.randbelow(10**20)),
+            "token_uri": self.token_uri,
+        }
+        path.write_text(json.dumps(info))
+        if trusted:
+            self.trust_key(email, public.decode())
+        return private
 
     @property
     def tokens_issued(self) -> int:
@@ -519,6 +592,9 @@ class _Server(http.server.ThreadingHTTPServer):
                 # The TLS socket took over the connection: socketserver only
                 # closes the original, now detached, socket object.
                 self.shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Quiet: a client that gave up (a deadline in a test) closes its connection early."""
 
     def close_connections(self) -> None:
         """End every kept-alive connection: a stopped fake must look gone to its clients."""
