@@ -147,8 +147,9 @@ def _none_found(environ: Mapping[str, str], err: Exception) -> str:
     gcloud = gcloud_credentials_path(environ)
     if os.path.isfile(gcloud):
         return f"gcloud's application default credentials ({gcloud}) cannot be used: {reason}"
+    # The path comes last: a long HOME must not push the rest past a report's width.
     return (
-        "no Google Cloud credentials found: GOOGLE_APPLICATION_CREDENTIALS is not set, "
-        f"there are no gcloud application default credentials ({gcloud}), and no metadata "
-        f"server answered at {metadata_host(environ)}"
+        "no Google Cloud credentials found: GOOGLE_APPLICATION_CREDENTIALS is not set, no "
+        f"metadata server answered at {metadata_host(environ)}, and there are no gcloud "
+        f"application default credentials ({gcloud})"
     )

@@ -1,4 +1,4 @@
-"""The core's provider contract, through the real client library to the fake, over both transports."""
+"""The core's provider contract, through the real client library to the fake, both transports."""
 
 from __future__ import annotations
 
