@@ -36,6 +36,7 @@ from secretinit_gcp._names import (
     gcp_sm_target,
     regional_endpoint,
 )
+from secretinit_gcp._session import settle_rest_session
 
 if TYPE_CHECKING:
     import requests
@@ -194,7 +195,7 @@ class SecretManagerProvider(Provider):
                 transport=self.transport,
                 client_options={"api_endpoint": self._endpoint(location)},
             )
-            _size_pool(client, self.concurrency)
+            settle_rest_session(client, self._endpoint(location), self.environ, self.concurrency)
             self._clients[location] = client
         return client
 
@@ -231,17 +232,3 @@ class BerglasProvider(SecretManagerProvider):
         self, ref: SecretRef, read: Read, outcome: bytes | FetchError
     ) -> bytes | FetchError:
         return outcome  # ref.key was the version
-
-
-def _size_pool(client: Any, concurrency: int) -> None:
-    """Keep one connection per concurrent read alive (REST; gRPC multiplexes one).
-
-    The REST transport's session keeps 10 connections per host: with more
-    reads at once, urllib3 would open and drop the rest each time.
-    """
-    session = getattr(client.transport, "_session", None)
-    import requests
-
-    if isinstance(session, requests.Session):
-        adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=concurrency)
-        session.mount("https://", adapter)

@@ -675,15 +675,18 @@ class _CredentialHandler(_Handler):
         if self.headers.get("Metadata-Flavor") != "Google":
             self.send_body(403, b"Missing Metadata-Flavor:Google header.", "text/html", flavor)
             return
-        accounts = "/computeMetadata/v1/instance/service-accounts/default/"
+        accounts = "/computeMetadata/v1/instance/service-accounts/"
+        # The account is named "default" or by its email, as on a real server.
+        account, _, leaf = path.removeprefix(accounts).partition("/")
+        known_account = path.startswith(accounts) and account in ("default", fake.service_account)
         if path == "/":  # google-auth's detection ping
             self.send_body(200, b"computeMetadata/\n", "application/text", flavor)
         elif path == "/computeMetadata/v1/project/project-id":
             self.send_body(200, fake.project.encode(), "application/text", flavor)
-        elif path == accounts:
+        elif known_account and leaf == "":
             body = {"aliases": ["default"], "email": fake.service_account, "scopes": [SCOPE]}
             self.send_json(200, body, flavor)
-        elif path == accounts + "token":
+        elif known_account and leaf == "token":
             if fake.metadata_token_status is not None:
                 message = b"The service account has no permission to get a token."
                 self.send_body(fake.metadata_token_status, message, "text/html", flavor)

@@ -530,6 +530,26 @@ def test_user_credentials_are_named() -> None:
     )
 
 
+def test_a_token_the_service_stops_accepting(
+    fake: FakeSecretManager, provider: SecretManagerProvider
+) -> None:
+    fake.add_version("name", b"value")
+    assert fetch_one(provider, "gcp-sm://name") == b"value"
+    fake.revoke_tokens()
+    result = fetch_one(provider, "gcp-sm://name")
+    if provider.transport == "rest":
+        # google-auth's session renews a token the service answers 401 to, once.
+        assert result == b"value"
+        assert fake.tokens_issued == 2
+    else:
+        assert isinstance(result, AccessDenied), result
+        assert "rejected the token of the metadata server" in str(result)
+        assert "UNAUTHENTICATED" in str(result)
+        assert fake.tokens_issued == 1
+    for token in fake.issued:
+        assert token not in f"{result!r}"
+
+
 def test_close_is_idempotent_and_the_provider_reusable(
     fake: FakeSecretManager, provider: SecretManagerProvider
 ) -> None:
