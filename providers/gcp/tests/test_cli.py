@@ -74,7 +74,8 @@ def test_run_reads_with_the_metadata_server(
     config = write_config(tmp_path, fake.provider_options(transport))
     result = run_secretinit(
         [
-            *("run", "--config", str(config), "--dir", str(tmp_path / "secrets"), "--"),
+            *("run", "--config", str(config), "--dir", str(tmp_path / "secrets")),
+            *("--log-level", "debug", "--log-format", "json", "--"),
             *(sys.executable, "-c", CHILD, str(report), *names),
         ],
         env,
@@ -125,7 +126,7 @@ def test_fetch_with_a_key_file_reports_every_failure_at_once(
     out = tmp_path / "out"
     config = write_config(tmp_path, fake.provider_options())
     args = ["fetch", "--config", str(config), "--dir", str(out), "--timeout", "3s"]
-    result = run_secretinit(args, env, timeout=60)
+    result = run_secretinit([*args, "--log-level", "debug"], env, timeout=60)
     assert result.returncode == 69, result.stderr
     assert "5 required secrets could not be resolved" in result.stderr
     lines = {line.split("(")[0].strip(" -"): line for line in result.stderr.splitlines()}
