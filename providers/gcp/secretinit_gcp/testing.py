@@ -30,7 +30,6 @@ import base64
 import http.server
 import json
 import secrets as random_tokens
-import socket
 import ssl
 import threading
 import time
@@ -40,6 +39,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from secretinit.testing.certificates import Certificates, make_certificates
+from secretinit.testing.servers import LoopbackServer, QuietHandler
 
 __all__ = ["Certificates", "FakeSecretManager", "make_certificates"]
 
@@ -242,11 +242,11 @@ class FakeSecretManager:
     @property
     def endpoint(self) -> str:
         """``127.0.0.1:PORT`` of the global REST endpoint."""
-        return f"127.0.0.1:{self._rest['global'].server_address[1]}"
+        return f"127.0.0.1:{self._rest['global'].port}"
 
     def regional_endpoint(self, location: str) -> str:
         """``127.0.0.1:PORT`` of ``location``'s REST endpoint."""
-        return f"127.0.0.1:{self._rest[location].server_address[1]}"
+        return f"127.0.0.1:{self._rest[location].port}"
 
     @property
     def grpc_endpoint(self) -> str:
@@ -260,7 +260,7 @@ class FakeSecretManager:
     @property
     def metadata_host(self) -> str:
         """``127.0.0.1:PORT`` for ``GCE_METADATA_HOST`` and ``GCE_METADATA_IP``."""
-        return f"127.0.0.1:{self._http[0].server_address[1]}"
+        return f"127.0.0.1:{self._http[0].port}"
 
     @property
     def token_uri(self) -> str:
@@ -345,8 +345,7 @@ class FakeSecretManager:
         for endpoint in ("global", *self.locations):
             self._rest[endpoint] = _Server(_ApiHandler, self, context, endpoint)
         for server in [*self._http, *self._rest.values()]:
-            # A short poll: stop() waits for the loop to notice.
-            threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+            server.start()
         if self.serve_grpc:
             for endpoint in ("global", *self.locations):
                 self._grpc[endpoint] = self._start_grpc(endpoint)
@@ -390,9 +389,7 @@ class FakeSecretManager:
     def stop(self) -> None:
         """Stop serving and close the listening sockets."""
         for server in [*self._http, *self._rest.values()]:
-            server.shutdown()
-            server.server_close()
-            server.close_connections()
+            server.stop()
         for grpc_server, _port in self._grpc.values():
             grpc_server.stop(grace=None)
 
@@ -555,10 +552,7 @@ def crc32c(data: bytes) -> int:
     return int(google_crc32c.value(data))
 
 
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128  # a burst of concurrent connects must not hit a full backlog
-
+class _Server(LoopbackServer):
     def __init__(
         self,
         handler: type[http.server.BaseHTTPRequestHandler],
@@ -566,74 +560,19 @@ class _Server(http.server.ThreadingHTTPServer):
         context: ssl.SSLContext | None,
         endpoint: str,
     ) -> None:
-        super().__init__(("127.0.0.1", 0), handler)
+        super().__init__(handler, context)
         self.fake = fake
-        self.context = context
         self.endpoint = endpoint
-        self.connections: set[socket.socket] = set()
-        self.connections_lock = threading.Lock()
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        # The TLS handshake happens here, in the connection's own thread, so that
-        # one slow handshake does not hold up the accept loop.
-        if self.context is not None:
-            try:
-                request = self.context.wrap_socket(request, server_side=True)
-            except (ssl.SSLError, OSError):
-                return
-        with self.connections_lock:
-            self.connections.add(request)
-        try:
-            super().finish_request(request, client_address)
-        finally:
-            with self.connections_lock:
-                self.connections.discard(request)
-            if self.context is not None:
-                # The TLS socket took over the connection: socketserver only
-                # closes the original, now detached, socket object.
-                self.shutdown_request(request)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Quiet: a client that gave up (a deadline in a test) closes its connection early."""
-
-    def close_connections(self) -> None:
-        """End every kept-alive connection: a stopped fake must look gone to its clients."""
-        with self.connections_lock:
-            for connection in self.connections:
-                try:
-                    connection.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as Google's front ends serve
-    # Without this, a keep-alive response waits ~40 ms for the client's delayed ACK.
-    disable_nagle_algorithm = True
+class _Handler(QuietHandler):
     server: _Server
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: tests search captured output for planted values."""
-
-    def send_body(
-        self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None
-    ) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(body)
-
-    def send_json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-        self.send_body(status, json.dumps(body).encode(), "application/json", headers)
 
 
 class _ApiHandler(_Handler):
     """``GET /v1/{name}:access``, as the REST transport of the client library asks."""
 
-    def do_GET(self) -> None:
+    def do_GET(self) -> None:  # noqa: N802 - http.server dispatches on this name
         path = urlsplit(self.path).path
         if not (path.startswith("/v1/") and path.endswith(":access")):
             self.send_json(404, _rest_error("NOT_FOUND", f"no such method: {path}"))
@@ -666,7 +605,7 @@ def _rest_error(code: str, message: str) -> dict[str, Any]:
 class _CredentialHandler(_Handler):
     """The metadata server (GET, ``Metadata-Flavor: Google``) and the token endpoints (POST)."""
 
-    def do_GET(self) -> None:
+    def do_GET(self) -> None:  # noqa: N802 - http.server dispatches on this name
         fake = self.server.fake
         path = urlsplit(self.path).path
         with fake.lock:
@@ -696,7 +635,7 @@ class _CredentialHandler(_Handler):
             # Unknown keys (the universe domain among them) are 404s on a real server too.
             self.send_body(404, b"Not Found", "text/html", flavor)
 
-    def do_POST(self) -> None:
+    def do_POST(self) -> None:  # noqa: N802 - http.server dispatches on this name
         fake = self.server.fake
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length).decode()
