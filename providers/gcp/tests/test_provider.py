@@ -376,6 +376,29 @@ def test_an_untrusted_certificate_is_permanent_and_names_the_fix(
     assert "REQUESTS_CA_BUNDLE" in str(result)
 
 
+def test_rest_reads_the_proxy_variables_once(
+    fake: FakeSecretManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake.add_version("name", b"value")
+    # A proxy that refuses connections: reads through it fail...
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{free_port()}")
+    provider = SecretManagerProvider("gcp-sm", fake.provider_options("rest"))
+    try:
+        result = fetch_one(provider, "gcp-sm://name", timeout=5)
+        assert isinstance(result, Unreachable), result
+        # ...and the settings were read when the client was built, not per request.
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        assert isinstance(fetch_one(provider, "gcp-sm://name", timeout=5), Unreachable)
+    finally:
+        provider.close()
+    # NO_PROXY naming the endpoint's host: straight to it.
+    provider = SecretManagerProvider("gcp-sm", fake.provider_options("rest"))
+    try:
+        assert fetch_one(provider, "gcp-sm://name") == b"value"
+    finally:
+        provider.close()
+
+
 # Credentials.
 
 
