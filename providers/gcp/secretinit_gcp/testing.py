@@ -58,6 +58,15 @@ HTTP_STATUS = {
     "DEADLINE_EXCEEDED": 504,
 }
 
+# What Google's front ends say with each injected fault.
+FAULT_MESSAGES = {
+    "UNAVAILABLE": "The service is currently unavailable.",
+    "RESOURCE_EXHAUSTED": "Quota exceeded for quota metric 'Access requests' and limit "
+    "'Access requests per minute per project'.",
+    "DEADLINE_EXCEEDED": "Deadline expired before operation could complete.",
+    "INTERNAL": "Internal error encountered.",
+}
+
 Key = tuple[str, str | None, str]  # (project id, location or None, secret id)
 
 
@@ -438,7 +447,7 @@ class FakeSecretManager:
             fault = self._state.faults.get(key)
             if fault is not None and fault.remaining > 0:
                 fault.remaining -= 1
-                return fault.code, f"The service is currently unavailable ({fault.code})."
+                return fault.code, FAULT_MESSAGES.get(fault.code, fault.code)
             if key in self._state.denied:
                 return "PERMISSION_DENIED", (
                     f"Permission 'secretmanager.versions.access' denied for resource '{name}' "
