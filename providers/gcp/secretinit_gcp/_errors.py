@@ -83,6 +83,13 @@ def _from_status(status: str, message: str, name: str, endpoint: str, source: st
         return AccessDenied(f"{source} may not read {name} ({said})")
     if status == "UNAUTHENTICATED":
         return AccessDenied(f"{endpoint} rejected the token of {source} ({said})")
+    if status == "UNAVAILABLE" and "CERTIFICATE_VERIFY_FAILED" in message:
+        # gRPC reports an untrusted certificate as an unavailable service:
+        # retrying would not change the certificate.
+        return FetchError(
+            f"TLS with {endpoint} failed (is its certificate's CA in "
+            f"GRPC_DEFAULT_SSL_ROOTS_FILE_PATH?): certificate verify failed"
+        )
     if status in TRANSIENT or status in ("HTTP 429", "HTTP 502", "HTTP 503", "HTTP 504"):
         return Unreachable(f"{endpoint} answered {said}")
     return FetchError(f"Secret Manager refused to read {name} ({said})")

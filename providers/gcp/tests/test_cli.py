@@ -185,6 +185,25 @@ def test_fetch_gives_up_on_a_service_that_stays_down_at_the_deadline(
     assert "gave up after" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("transport", "variable"),
+    [("rest", "REQUESTS_CA_BUNDLE"), ("grpc", "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH")],
+)
+def test_an_untrusted_certificate_fails_at_once_and_names_the_variable(
+    fake: FakeSecretManager, tmp_path: Path, transport: str, variable: str
+) -> None:
+    # A subprocess: gRPC reads its roots once per process.
+    fake.add_version("db", b"db-value")
+    config = write_config(tmp_path, fake.provider_options(transport))
+    env = {variable: "/etc/ssl/certs/ca-certificates.crt", "DB": "gcp-sm://db"}
+    args = ["fetch", "--config", str(config), "--dir", str(tmp_path / "o"), "--timeout", "20s"]
+    result = run_secretinit(args, env, timeout=60)
+    assert result.returncode == 69, result.stderr
+    assert f"is its certificate's CA in {variable}?" in result.stderr
+    assert "gave up after" not in result.stderr  # not retried: a certificate does not change
+    assert fake.accesses == []
+
+
 def test_no_credentials_anywhere_names_every_source_tried(
     fake: FakeSecretManager, tmp_path: Path
 ) -> None:
