@@ -42,7 +42,7 @@ SIZES = (1, 10, 100)
 RESULTS = Path(__file__).with_name("RESULTS.md")
 GOAL_RATIO = 0.5  # at N = 100: secretinit's time / the plain loop's
 # secretinit's default transport first: the goal is checked on it.
-TRANSPORT_ORDER = ("rest", "grpc")
+TRANSPORT_ORDER = ("grpc", "rest")
 
 # What a user writes without secretinit: one client, one read after another.
 PLAIN_LOOP = """
@@ -340,18 +340,20 @@ def _results_page(command: str, text: str) -> str:
         "work (figures are noisy: compare ratios, and re-run on a quiet machine).\n\n"
         "Every contender reads from the same fake Secret Manager (TLS; REST and gRPC; "
         "a metadata server handing out the token) in its own process on loopback. "
-        "Medians; a ratio below 1.00x means faster than the plain gRPC loop, the "
-        "library's default transport. 'tokens per run' lists, for each contender in "
-        "order, how many tokens the fake handed out per run.\n\n"
+        "Medians; a ratio below 1.00x means faster than the plain gRPC loop (the "
+        "library's default transport, what a user's own code uses).\n\n"
         "Reading the figures:\n\n"
         "- Each whole process spends most of its time starting Python and importing the "
         "client library (google-api-core, protobuf, grpcio: the library imports its gRPC "
         "transport even to use REST), which every contender pays alike; at N = 1 and 10 "
         "the differences are mostly that, and noise.\n"
         "- With a delay per answer standing in for the network, secretinit's reads overlap "
-        "(16 at a time by default) and it pulls ahead as N grows.\n"
-        "- The import cost of the two transports is the same within noise for the same "
-        "reason; the provider's default transport is REST (see providers/gcp/README.md).\n\n" + text
+        "(16 at a time by default) and it pulls ahead as N grows, as far as the CPU "
+        "allows: on a loaded machine the CPU seconds decide.\n"
+        "- The import cost of the two transports is the same within noise, for the same "
+        "reason; each read over REST costs more CPU (requests and JSON in Python, against "
+        "HTTP/2 in grpcio's C core). On these figures the provider's default transport is "
+        "gRPC (providers/gcp/README.md, Transport).\n\n" + text
     )
 
 

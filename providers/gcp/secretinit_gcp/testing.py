@@ -292,7 +292,7 @@ class FakeSecretManager:
         }
 
     def provider_options(
-        self, transport: str = "rest", location: str | None = None
+        self, transport: str = "grpc", location: str | None = None
     ) -> dict[str, str]:
         """``[providers.gcp]`` reading from this fake over ``transport``.
 

@@ -138,7 +138,7 @@ def test_bad_berglas_references_say_why(text: str, message: str) -> None:
 @pytest.mark.parametrize(
     ("table", "message"),
     [
-        ({"transport": "http"}, "transport must be one of rest, grpc, not 'http'"),
+        ({"transport": "http"}, "transport must be one of grpc, rest, not 'http'"),
         ({"concurrency": 2.5}, "concurrency must be a whole number"),
         ({"concurrency": 0}, "concurrency must be a positive number"),
         ({"project": 7}, "project must be a string"),
