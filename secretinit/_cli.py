@@ -3,7 +3,8 @@
 Every option has an environment-variable twin (``SECRETINIT_DIR`` for
 ``--dir``, ...), so an image is configured without rewriting its ENTRYPOINT.
 Everything after ``--`` (or after the first argument that is not an option)
-is the command, passed through untouched.
+is the command, passed through untouched; an unknown option before it is a
+usage error that suggests the option meant, before anything is fetched.
 """
 
 from __future__ import annotations
@@ -20,14 +21,19 @@ import click
 from secretinit import __version__
 from secretinit._declaration import parse_duration
 from secretinit._errors import (
+    EXIT_CONFIG,
+    EXIT_FETCH,
     EXIT_SOFTWARE,
     EXIT_USAGE,
+    EXIT_WRITE,
+    ConfigError,
     SecretInitError,
     SecretsUnavailable,
     UsageError,
+    WriteFailed,
 )
 from secretinit._log import LOG_FORMATS, REDACTOR, configure_logging, log
-from secretinit._registry import KNOWN, ProviderRegistry
+from secretinit._registry import BUILTIN, KNOWN, ProviderRegistry, install_hint
 from secretinit._resolve import resolve
 from secretinit._startup import (
     DEFAULT_GRACE,
@@ -52,6 +58,39 @@ from secretinit._supervisor import (
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+REFERENCES_HELP = (
+    "Secrets are declared by environment references and by --config. A variable "
+    "whose value is a reference to a secret store is a secret: its value is "
+    "written to DIR/NAME, NAME_FILE=DIR/NAME is exported to the command and "
+    "NAME is removed from its environment:\n\n"
+    "\b\n  DB_PASSWORD=vault://secret/app/db#password secretinit run -- app\n\n"
+    "A reference is SCHEME://LOCATION[#KEY][?OPTION=VALUE&...]. Schemes:\n\n"
+    "\b\n"
+    + "\n".join(f"  {scheme:<14} built in" for scheme in BUILTIN)
+    + "\n"
+    + "\n".join(f"  {scheme:<14} {dist}" for scheme, (dist, _target) in KNOWN.items())
+    + "\n\nOther schemes (https://, postgres://, ...) and secretinit's own SECRETINIT_* "
+    "variables pass through untouched; a near miss of a scheme above (awssm://, "
+    "Vault://) is refused. `secretinit providers` lists what is installed."
+)
+EXIT_STATUSES = {
+    "run": "the command's own (128+N if signal N killed it); "
+    f"{EXIT_USAGE} bad command line; {EXIT_CONFIG} bad config or reference; "
+    f"{EXIT_FETCH} a required secret could not be fetched; {EXIT_WRITE} a file could "
+    "not be written; 126 the command cannot be executed; 127 not found.",
+    "fetch": f"0 written; {EXIT_USAGE} bad command line (or no --dir where one is "
+    f"needed); {EXIT_CONFIG} bad config or reference; {EXIT_FETCH} a required secret "
+    f"could not be fetched; {EXIT_WRITE} a file could not be written.",
+    "check": "0 every required secret resolves (or was not checked on purpose) and the "
+    f"directory can be used; {EXIT_USAGE} bad command line; {EXIT_CONFIG} bad config "
+    f"or reference; {EXIT_FETCH} a required secret would fail; {EXIT_WRITE} the "
+    "directory could not be used.",
+}
+
+
+def _epilog(command: str) -> str:
+    return f"Exit status: {EXIT_STATUSES[command]} Environment references: secretinit --help."
 
 
 class Interrupted(BaseException):
@@ -141,32 +180,41 @@ def start_options(command: F) -> F:
     return command
 
 
-def user_option(command: F) -> F:
+def user_option(text: str) -> Callable[[F], F]:
+    """``--user``, with what it does for this command."""
     return click.option(
         "--user",
         metavar="USER[:GROUP]",
         envvar="SECRETINIT_USER",
         show_envvar=True,
-        help="Write the files for this user (name or id) and run the command as it.",
-    )(command)
+        help=text,
+    )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"]},
+    help="Fetch secrets into private files, then run the application.\n\n" + REFERENCES_HELP,
+)
 @click.version_option(__version__, "--version", "-V", prog_name="secretinit")
 def cli() -> None:
     """Fetch secrets into private files, then run the application."""
 
 
-@cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+# Not ignore_unknown_options: a misspelt option before the command (--gracee)
+# must be an error naming the option meant, not the command to run.
+@cli.command(context_settings={"allow_interspersed_args": False}, epilog=_epilog("run"))
 @start_options
-@user_option
+@user_option("Write the files for this user (name or id) and run the command as it.")
 @click.option(
     "--grace",
     type=Duration(),
     envvar="SECRETINIT_GRACE",
     show_envvar=True,
-    help="After forwarding SIGTERM or SIGINT, SIGKILL the command's process "
-    "group this long later (default 10s).",
+    help="After forwarding SIGTERM or SIGINT, SIGKILL the command's process group "
+    "this long later. Default: never, as tini: the orchestrator's stop period "
+    "(docker stop -t, stop_grace_period, terminationGracePeriodSeconds) is the "
+    "deadline. Set it a little shorter than that period for --cleanup and a "
+    "logged kill to happen before the orchestrator's SIGKILL.",
 )
 @click.option(
     "--exec",
@@ -209,6 +257,8 @@ def run(
             directory = write_all(start, resolution)
         if start.declaration.secrets:
             summarize(start, resolution, directory)
+        elif exec_:
+            log("info", "no secrets declared: running the command only", event="no_secrets")
         else:
             log("info", "no secrets declared: supervising the command only", event="no_secrets")
         env = child_environment(os.environ, start, resolution, directory)
@@ -237,28 +287,62 @@ def run(
         _exec_supervisor(supervisor, env)
 
 
-@cli.command()
+@cli.command(epilog=_epilog("fetch"))
 @start_options
-@user_option
+@user_option("Write the files (and make the directory) for this user (name or id).")
 def fetch(user: str | None, **options: Any) -> None:
-    """Fetch and write the secrets, then exit (init container, Swarm init step)."""
+    """Fetch and write the secrets, then exit (init container, Swarm init step).
+
+    The directory must be one the application knows: --dir (or SECRETINIT_DIR,
+    or [defaults] dir) is required unless /run/secretinit is a tmpfs. fetch
+    exports no variable: a secret with export = "value" and no file is said
+    to be written nowhere.
+    """
     with _Reporting(options):
         start = _prepare(options, user)
         with start:
+            if start.directory is None and any(s.file for s in start.declaration.secrets):
+                _require_known_directory()
             resolution = resolve_all(start)
             directory = write_all(start, resolution)
+        unwritten = [
+            s.name
+            for s in start.declaration.secrets
+            if s.file is None and s.export == "value" and s.name in resolution.values
+        ]
+        if unwritten:
+            log(
+                "warning",
+                f'fetch exports no variable, so {", ".join(unwritten)} (export = "value", '
+                'no file) is written nowhere: give it a file = "NAME" to write it',
+                event="value_not_written",
+                secrets=unwritten,
+            )
         summarize(start, resolution, directory)
 
 
-@cli.command()
+def _require_known_directory() -> None:
+    from secretinit._mounts import MEMORY_FILESYSTEMS, filesystem_type
+    from secretinit._writer import DEFAULT_DIR
+
+    if filesystem_type(DEFAULT_DIR) not in MEMORY_FILESYSTEMS:
+        raise UsageError(
+            "fetch needs --dir (or SECRETINIT_DIR, or [defaults] dir): without it the files "
+            f"go to {DEFAULT_DIR} only when it is a tmpfs, which it is not here, and a "
+            "private directory under /dev/shm would be one nothing reads or removes"
+        )
+
+
+@cli.command(epilog=_epilog("check"))
 @start_options
 def check(**options: Any) -> None:
     """Resolve every secret and say where it comes from; write nothing, print no value.
 
-    A secret behind a single-use credential (a wrapped secret id) is not
-    fetched, so that the real start can still use it: it shows as "not
-    checked". Exits 0 when every required secret resolves or was not
-    checked, 69 otherwise.
+    Each secret's line shows its declared reference (and, with --env-file, the
+    one it resolves through), where it would go and whether it resolves; a
+    last line says whether the secret directory can be used. A secret behind a
+    single-use credential (a wrapped secret id) is not fetched, so that the
+    real start can still use it: it shows as "not checked".
     """
     with _Reporting(options):
         start = _prepare(options, None, checking=True)
@@ -266,6 +350,7 @@ def check(**options: Any) -> None:
             resolution = resolve(start.declaration.secrets, start.providers, start.timeout)
         specs = start.declaration.secrets
         width = max((len(s.name) for s in specs), default=0)
+        lines = []
         for spec in specs:
             if spec.name in resolution.values:
                 size = len(resolution.values[spec.name])
@@ -275,13 +360,29 @@ def check(**options: Any) -> None:
             elif spec.name in resolution.skipped:
                 status = f"skipped (optional): {resolution.skipped[spec.name]}"
             else:
-                status = "FAILED: " + resolution.failures[spec.name].partition("): ")[2]
+                status = f"FAILED: {resolution.failures[spec.name].cause}"
             target = f"file {spec.file}" if spec.file else f"export {spec.export}"
-            click.echo(f"{spec.name:<{width}}  {describe_source(spec)}  -> {target}  {status}")
-        if not specs:
-            click.echo("no secrets declared")
+            lines.append(f"{spec.name:<{width}}  {describe_source(spec)}  -> {target}  {status}")
+        click.echo("\n".join(lines) if specs else "no secrets declared")
+        problem = None
+        if any(spec.file for spec in specs):
+            from secretinit._directory_probe import probe_directory
+            from secretinit._mounts import MEMORY_FILESYSTEMS
+
+            path, filesystem, problem = probe_directory(start.directory, start.owner)
+            if problem:
+                status = f"FAILED: {problem}"
+            elif filesystem in MEMORY_FILESYSTEMS:
+                status = f"ok ({filesystem})"
+            else:
+                status = (
+                    f"ok, but on {filesystem or 'an unknown filesystem'}: secrets would reach disk"
+                )
+            click.echo(f"directory {path}  {status}")
         if resolution.failures:
-            raise SecretsUnavailable(resolution.failures.values())
+            raise SecretsUnavailable(resolution.failures.values(), listed=False)
+        if problem:
+            raise WriteFailed(problem)
 
 
 @cli.command("providers")
@@ -294,10 +395,12 @@ def list_providers() -> None:
     present = {found.scheme for found in installed}
     for scheme, (distribution, _target) in sorted(KNOWN.items()):
         if scheme not in present:
-            click.echo(f"{scheme:<14} not installed (pip install {distribution})")
+            click.echo(f"{scheme:<14} not installed ({install_hint(distribution)})")
 
 
 def _prepare(options: dict[str, Any], user: str | None, checking: bool = False) -> Start:
+    source = click.get_current_context().get_parameter_source("env_file")
+    from_variable = source is click.core.ParameterSource.ENVIRONMENT
     return prepare(
         StartOptions(
             config=options["config"],
@@ -306,6 +409,7 @@ def _prepare(options: dict[str, Any], user: str | None, checking: bool = False) 
             user=user,
             timeout=options["timeout"],
             checking=checking,
+            env_file_origin="SECRETINIT_ENV_FILE" if from_variable else "--env-file",
         ),
         os.environ,
         ProviderRegistry(),
@@ -328,7 +432,10 @@ class _Reporting:
         if error is None:
             return
         if isinstance(error, SecretsUnavailable):
-            log("error", str(error), event="secrets_unavailable", failures=error.failures)
+            log("error", str(error), event="secrets_unavailable", **error.fields())
+            sys.exit(error.exit_status)
+        if isinstance(error, ConfigError):
+            log("error", str(error), event="config_error", problems=error.problems)
             sys.exit(error.exit_status)
         if isinstance(error, SecretInitError):
             event = re.sub(r"(?<!^)(?=[A-Z])", "_", type(error).__name__).lower()

@@ -9,6 +9,7 @@ environment. A relative PATH is relative to the working directory.
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -47,7 +48,8 @@ class EnvFile:
 
 
 def read_env_file(path: str) -> EnvFile:
-    """Read and parse ``path``; errors name the file and the cause, never content."""
+    """Read and parse ``path``; errors name the file (resolved) and the cause, never content."""
+    path = os.path.abspath(path)  # a relative path is relative to the working directory
     try:
         data = Path(path).read_bytes()
     except FileNotFoundError:

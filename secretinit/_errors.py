@@ -8,16 +8,31 @@ safe to print: no message is ever built from a secret value. Providers raise
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
 
 # Exit statuses of secretinit itself. The supervised command's own status is
 # passed through unchanged; these only appear when secretinit stops before or
-# instead of running it. Documented in the README ("Exit statuses").
-EXIT_USAGE = 2  # bad option, bad config file, bad reference, unknown scheme
+# instead of running it. Documented in the README ("Exit statuses") and in
+# each command's --help; a test keeps the three in step.
+EXIT_USAGE = 2  # a bad command line: an option, its value, a missing --env-file
 EXIT_FETCH = 69  # a required secret could not be fetched (sysexits EX_UNAVAILABLE)
 EXIT_SOFTWARE = 70  # a bug in secretinit or in a provider (EX_SOFTWARE)
 EXIT_WRITE = 73  # a secret file could not be written (EX_CANTCREAT)
+EXIT_CONFIG = 78  # a bad declaration: config file, reference, scheme, provider option (EX_CONFIG)
 EXIT_CANNOT_EXECUTE = 126  # the command exists but could not be executed
 EXIT_NOT_FOUND = 127  # the command was not found
+
+
+def unreadable(path: str, error: OSError) -> str:
+    """Why ``path`` could not be read, in words: ``PATH does not exist``, ..."""
+    if isinstance(error, FileNotFoundError):
+        return f"{path} does not exist"
+    if isinstance(error, IsADirectoryError):
+        return f"{path} is a directory"
+    if isinstance(error, PermissionError):
+        return f"{path} is not readable: permission denied"
+    return f"{path} could not be read: {error.strerror or type(error).__name__}"
 
 
 class SecretInitError(Exception):
@@ -27,21 +42,25 @@ class SecretInitError(Exception):
 
 
 class UsageError(SecretInitError):
-    """A bad command line, config file or reference: fixing the input fixes it."""
+    """Input that the user fixes: a bad command line (status 2).
+
+    Its subclass :class:`ConfigError` is the declaration's part (status 78),
+    so that a deployment script can tell a wrong flag from a wrong config.
+    """
 
     exit_status = EXIT_USAGE
 
 
-class BadReference(UsageError):
-    """A secret reference that cannot be parsed or is not valid for its scheme."""
-
-
 class ConfigError(UsageError):
-    """A config file or provider option that is not valid.
+    """A config file, secret reference or provider option that is not valid.
 
     Several problems can be reported at once: ``problems`` holds one line per
-    problem, each naming its source (file and line, secret or variable).
+    problem, each naming its source (file and line, secret or variable). A
+    provider that names the key at fault as ``[providers.NAME] key ...`` has
+    its problem placed at that key's line in the config file.
     """
+
+    exit_status = EXIT_CONFIG
 
     def __init__(self, message: str, problems: Iterable[str] = ()) -> None:
         self.problems = list(problems)
@@ -51,7 +70,11 @@ class ConfigError(UsageError):
         super().__init__(text)
 
 
-class UnknownScheme(UsageError):
+class BadReference(ConfigError):
+    """A secret reference that cannot be parsed or is not valid for its scheme."""
+
+
+class UnknownScheme(ConfigError):
     """A reference names a scheme no installed provider handles."""
 
 
@@ -104,14 +127,86 @@ class WriteFailed(SecretInitError):
     exit_status = EXIT_WRITE
 
 
+@dataclass(frozen=True)
+class Failure:
+    """One secret that could not be resolved: which, from where, what kind and why.
+
+    ``reference`` is the declared reference (with the one it was resolved
+    through under ``--env-file``), or None for a template.
+    """
+
+    name: str
+    reference: str | None
+    source: str
+    kind: str
+    reason: str
+
+    def line(self) -> str:
+        """``NAME (reference, source): kind: reason``, the report's line for one secret."""
+        return f"{self.name} ({self.reference or 'template'}, {self.source}): {self.cause}"
+
+    @property
+    def cause(self) -> str:
+        """``kind: reason``: what failures of one cause share."""
+        return f"{self.kind}: {self.reason}"
+
+    def fields(self) -> dict[str, Any]:
+        """The failure as a JSON record's fields."""
+        return {
+            "name": self.name,
+            "reference": self.reference,
+            "source": self.source,
+            "kind": self.kind,
+            "reason": self.reason,
+        }
+
+
+def group_by_cause(failures: Iterable[Failure]) -> dict[str, list[Failure]]:
+    """Failures by their cause, in the order each cause first appears."""
+    groups: dict[str, list[Failure]] = {}
+    for failure in failures:
+        groups.setdefault(failure.cause, []).append(failure)
+    return groups
+
+
 class SecretsUnavailable(SecretInitError):
-    """One report for every required secret that could not be resolved."""
+    """One report for every required secret that could not be resolved.
+
+    Secrets that failed for the same cause (a server down, a missing login
+    file) share one line that names them all, instead of one line each.
+    """
 
     exit_status = EXIT_FETCH
 
-    def __init__(self, failures: Iterable[str]) -> None:
+    def __init__(self, failures: Iterable[Failure], listed: bool = True) -> None:
+        """``listed=False``: the reasons were printed already (``check``); name the secrets only."""
         self.failures = list(failures)
         count = len(self.failures)
         noun = "secret" if count == 1 else "secrets"
-        lines = "".join(f"\n  - {f}" for f in self.failures)
-        super().__init__(f"{count} required {noun} could not be resolved:{lines}")
+        if not listed:
+            names = ", ".join(f.name for f in self.failures)
+            super().__init__(f"{count} required {noun} would not resolve (see above): {names}")
+            return
+        lines = []
+        for cause, group in group_by_cause(self.failures).items():
+            if len(group) == 1:
+                lines.append(group[0].line())
+            else:
+                names = ", ".join(f.name for f in group)
+                lines.append(f"{len(group)} secrets ({names}): {cause}")
+        text = "".join(f"\n  - {line}" for line in lines)
+        super().__init__(f"{count} required {noun} could not be resolved:{text}")
+
+    def fields(self) -> dict[str, Any]:
+        """The JSON record's fields: each failure, and the causes with the names they hit."""
+        return {
+            "failures": [f.fields() for f in self.failures],
+            "causes": [
+                {
+                    "kind": group[0].kind,
+                    "reason": group[0].reason,
+                    "secrets": [f.name for f in group],
+                }
+                for group in group_by_cause(self.failures).values()
+            ],
+        }

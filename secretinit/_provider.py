@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 from secretinit._errors import BadReference, ConfigError, FetchError, NotFound
 from secretinit._reference import SecretRef
+from secretinit._suggest import closest
 
 FetchResult = Mapping[SecretRef, "bytes | FetchError"]
 
@@ -55,16 +56,9 @@ class Provider(abc.ABC):
         self.table = self.config_table or scheme
         self.options: dict[str, Any] = dict(options or {})
         self.environ: Mapping[str, str] = os.environ if environ is None else environ
-        unknown = sorted(set(self.options) - self.config_options)
+        unknown = unknown_options(type(self), self.table, self.options)
         if unknown:
-            accepted = ", ".join(sorted(self.config_options)) or "none"
-            raise ConfigError(
-                f"[providers.{self.table}] has unknown options",
-                [
-                    f"{name!r} is not an option of {self.table} (accepted: {accepted})"
-                    for name in unknown
-                ],
-            )
+            raise ConfigError(f"[providers.{self.table}] has unknown options", unknown)
 
     def __repr__(self) -> str:
         # Never echo options: a table may hold a credential.
@@ -76,14 +70,9 @@ class Provider(abc.ABC):
         Called for every reference before anything is fetched. Subclasses that
         extend it call ``super().check_reference(ref)`` first.
         """
-        for name, _value in ref.options:
-            if name not in self.reference_options:
-                accepted = ", ".join(sorted(self.reference_options)) or "none"
-                raise BadReference(
-                    f"{self.scheme} does not accept option {name!r} (accepted: {accepted})"
-                )
-        if self.key_required and ref.key is None:
-            raise BadReference(f"a {self.scheme} reference needs #KEY")
+        problem = reference_problem(type(self), ref)
+        if problem:
+            raise BadReference(problem)
 
     @abc.abstractmethod
     def fetch(self, refs: Sequence[SecretRef], timeout: float) -> FetchResult:
@@ -128,6 +117,47 @@ class Provider(abc.ABC):
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
             raise ConfigError(f"[providers.{self.table}] {name} must be a positive number")
         return float(value)
+
+
+def unknown_options(cls: type[Provider], table: str, options: Mapping[str, Any]) -> list[str]:
+    """One problem per key of ``[providers.table]`` that ``cls`` does not read.
+
+    Each names the table and the key first, so the core can place it at the
+    key's line in the config file.
+    """
+    unknown = sorted(set(options) - cls.config_options)
+    if not unknown:
+        return []
+    known = sorted(cls.config_options)
+    accepted = ", ".join(known) or "none"
+    problems = []
+    for name in unknown:
+        meant = closest(name, known)
+        hint = f"did you mean {meant!r}? " if meant else ""
+        problems.append(
+            f"[providers.{table}] {name!r} is not an option of {table} ({hint}accepted: {accepted})"
+        )
+    return problems
+
+
+def reference_problem(cls: type[Provider], ref: SecretRef) -> str | None:
+    """What is wrong with ``ref``'s option names or missing ``#KEY`` for ``cls``, if anything.
+
+    Needs no provider instance, so a reference can be checked against its
+    provider's class without logging in anywhere (as ``--env-file`` does).
+    """
+    for name, _value in ref.options:
+        if name not in cls.reference_options:
+            known = sorted(cls.reference_options)
+            meant = closest(name, known)
+            hint = f"did you mean {meant!r}? " if meant else ""
+            return (
+                f"{ref.scheme} does not accept option {name!r} "
+                f"({hint}accepted: {', '.join(known) or 'none'})"
+            )
+    if cls.key_required and ref.key is None:
+        return f"a {ref.scheme} reference needs #KEY"
+    return None
 
 
 def select_key(document: bytes | Mapping[str, Any], key: str, what: str) -> bytes:

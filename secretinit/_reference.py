@@ -54,6 +54,8 @@ class SecretRef:
 
 
 def _escape(text: str, special: str) -> str:
+    if not any(c in text for c in special):
+        return text  # the usual case: a report of a thousand secrets prints each
     return "".join(f"%{ord(c):02X}" if c in special else c for c in text)
 
 
@@ -63,6 +65,8 @@ def _unescape(part: str, what: str) -> str:
     def decode(run: re.Match[str]) -> str:
         return bytes.fromhex(run.group(0).replace("%", "")).decode("utf-8")
 
+    if "%" not in part:
+        return part  # the usual case, without a regex
     try:
         return _ESCAPES.sub(decode, part)
     except UnicodeDecodeError:
@@ -73,6 +77,30 @@ def reference_scheme(value: str) -> str | None:
     """The scheme ``value`` starts with (``vault`` in ``vault://...``), if any."""
     match = SCHEME_PATTERN.match(value)
     return match.group(1) if match else None
+
+
+def written_scheme(value: str) -> tuple[str, str] | None:
+    """``(scheme, separator)`` of a value shaped like a mistyped reference, if it is one.
+
+    Looser than a reference: any case, ``_`` allowed, one to three slashes
+    (``Vault://``, ``aws_sm://``, ``vault:/x``), so that a near miss of a
+    known scheme can be refused instead of passed to the application as its
+    value. A value with no ``:/`` costs one substring test.
+    """
+    colon = value.find(":/")
+    if colon <= 0:
+        return None
+    scheme = value[:colon]
+    # By hand, not by a regex: nearly every start has a PATH holding ":/",
+    # and compiling a pattern would cost more than this loop.
+    if not (scheme.isascii() and scheme[0].isalpha()):
+        return None
+    if not all(c.isalnum() or c in "+._-" for c in scheme):
+        return None
+    end = colon + 1
+    while end < len(value) and end < colon + 4 and value[end] == "/":
+        end += 1
+    return scheme, value[colon:end]
 
 
 def parse_reference(text: str) -> SecretRef:

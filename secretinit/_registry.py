@@ -6,7 +6,8 @@ installed distribution (``importlib.metadata`` alone costs more than the rest
 of an env-file start), so, as fsspec does, the schemes of the built-in and
 first-party providers are a table of ``module:Class`` imported directly; only
 a scheme outside that table triggers the one scan. A scheme that nothing
-installed handles says which distribution to install, when one is known.
+installed handles says which distribution to install, when one is known,
+and a near miss of a known scheme says which one was meant.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from secretinit._errors import UnknownScheme
+from secretinit._suggest import closest
 
 if TYPE_CHECKING:
     from importlib.metadata import EntryPoint
@@ -98,6 +100,32 @@ class ProviderRegistry:
             return False
         return scheme in self._installed_entry_points()
 
+    def schemes(self) -> list[str]:
+        """Every scheme a reference may name here: built in, first-party, installed."""
+        return sorted({*BUILTIN, *KNOWN, *self._installed_entry_points()})
+
+    def misspelt(self, written: str, separator: str = "://") -> str | None:
+        """The known scheme that ``written`` (before ``separator``) most likely meant.
+
+        For a value that is not a reference as written: a different case
+        (``Vault``), a wrong number of slashes (``vault:/``), a lost or
+        swapped character (``awssm``, ``vualt``). Common URL schemes
+        (``https``) are never a near miss.
+        """
+        lowered = written.lower()
+        if lowered in COMMON_URL_SCHEMES:
+            return None
+        if separator == "://" and written == lowered and self.handles(written):
+            return None  # a reference as written, not a mistake
+        schemes = self.schemes()
+        if lowered in schemes:
+            return lowered
+        squeezed = lowered.replace("-", "").replace("_", "").replace(".", "")
+        for scheme in schemes:
+            if squeezed == scheme.replace("-", ""):
+                return scheme
+        return closest(lowered, schemes, cutoff=0.8)
+
     def known_tables(self) -> list[str]:
         """The ``[providers.NAME]`` tables of built-in and first-party providers."""
         first_party = {dist.removeprefix("secretinit-") for dist, _ in KNOWN.values()}
@@ -118,11 +146,25 @@ class ProviderRegistry:
         else:
             entry_point = self._installed_entry_points().get(scheme)
             if entry_point is None:
-                raise UnknownScheme(missing_scheme_message(scheme))
+                raise UnknownScheme(self.missing_scheme_message(scheme))
             cls = entry_point.load()
         if not (isinstance(cls, type) and issubclass(cls, Provider)):
             raise UnknownScheme(f"the provider registered for {scheme!r} is not a Provider")
         return cls
+
+    def missing_scheme_message(self, scheme: str) -> str:
+        """Why ``scheme`` cannot be used: what to install, or which scheme was meant."""
+        if scheme in KNOWN:
+            distribution = KNOWN[scheme][0]
+            return (
+                f"scheme {scheme!r} is provided by {distribution}, which is not installed "
+                f"({install_hint(distribution)})"
+            )
+        meant = closest(scheme, self.schemes())
+        hint = f" (did you mean {meant}://?)" if meant else ""
+        return (
+            f"no installed provider handles scheme {scheme!r} and none is known to provide it{hint}"
+        )
 
     def installed(self) -> list[InstalledProvider]:
         """Every registered scheme with its distribution and version."""
@@ -146,12 +188,7 @@ def _importable(target: str) -> bool:
     return find_spec(target.partition(":")[0]) is not None
 
 
-def missing_scheme_message(scheme: str) -> str:
-    """Why ``scheme`` cannot be used and what to install."""
-    if scheme in KNOWN:
-        distribution = KNOWN[scheme][0]
-        return (
-            f"scheme {scheme!r} is provided by {distribution}, which is not installed "
-            f"(pip install {distribution})"
-        )
-    return f"no installed provider handles scheme {scheme!r} and none is known to provide it"
+def install_hint(distribution: str) -> str:
+    """How to install a first-party provider: from a clone, until a release is published."""
+    directory = distribution.removeprefix("secretinit-")
+    return f"from a clone of secretinit: pip install ./providers/{directory}"

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from secretinit._declaration import SecretSpec
-from secretinit._errors import FetchError, NotChecked, Unreachable
+from secretinit._errors import Failure, FetchError, NotChecked, Unreachable
 from secretinit._log import REDACTOR, log
 from secretinit._provider import Provider
 from secretinit._reference import SecretRef
@@ -31,16 +31,15 @@ class Resolution:
     """What a run resolved: values by secret name, and what failed or was skipped."""
 
     values: dict[str, bytes] = field(default_factory=dict)
-    failures: dict[str, str] = field(default_factory=dict)
+    failures: dict[str, Failure] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     #: Secrets ``check`` did not try on purpose (a single-use credential), with why.
     unchecked: dict[str, str] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
 
-    def report_line(self, spec: SecretSpec, reason: str) -> str:
-        """``NAME (reference or template): reason`` for the failure report."""
-        origin = str(spec.ref) if spec.ref is not None else "template"
-        return f"{spec.name} ({origin}, {spec.source}): {reason}"
+    def fail(self, spec: SecretSpec, kind: str, reason: str) -> None:
+        """Record that required secret ``spec`` failed: ``kind`` (not found, ...) and why."""
+        self.failures[spec.name] = Failure(spec.name, spec.origin, spec.source, kind, reason)
 
 
 def resolve(
@@ -65,7 +64,7 @@ def resolve(
         if isinstance(result, NotChecked):
             resolution.unchecked[spec.name] = _reason(result)
         elif isinstance(result, FetchError):
-            _record_failure(resolution, spec, f"{result.kind}: {_reason(result)}")
+            _record_failure(resolution, spec, result.kind, _reason(result))
         else:
             REDACTOR.register(result)
             resolution.values[spec.name] = result
@@ -76,19 +75,20 @@ def resolve(
     return resolution
 
 
-def _record_failure(resolution: Resolution, spec: SecretSpec, reason: str) -> None:
+def _record_failure(resolution: Resolution, spec: SecretSpec, kind: str, reason: str) -> None:
     if spec.optional:
-        resolution.skipped[spec.name] = reason
+        resolution.skipped[spec.name] = f"{kind}: {reason}"
         log(
             "warning",
-            f"optional secret {spec.name} skipped: {reason}",
+            f"optional secret {spec.name} skipped: {kind}: {reason}",
             event="secret_skipped",
             secret=spec.name,
-            reference=str(spec.ref) if spec.ref else None,
+            reference=spec.origin,
+            kind=kind,
             reason=reason,
         )
     else:
-        resolution.failures[spec.name] = resolution.report_line(spec, reason)
+        resolution.fail(spec, kind, reason)
 
 
 def _render(resolution: Resolution, spec: SecretSpec) -> None:
@@ -99,13 +99,18 @@ def _render(resolution: Resolution, spec: SecretSpec) -> None:
             resolution.unchecked[spec.name] = f"uses secret {name}, which was not checked"
             return
         if name not in resolution.values:
-            _record_failure(resolution, spec, f"needs secret {name}, which was not resolved")
+            _record_failure(
+                resolution, spec, "template", f"needs secret {name}, which was not resolved"
+            )
             return
         try:
             mapping[name] = resolution.values[name].decode("utf-8")
         except UnicodeDecodeError:
             _record_failure(
-                resolution, spec, f"secret {name} is not UTF-8 text, so no template can use it"
+                resolution,
+                spec,
+                "template",
+                f"secret {name} is not UTF-8 text, so no template can use it",
             )
             return
     value = string.Template(spec.template).substitute(mapping).encode("utf-8")

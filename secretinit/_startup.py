@@ -14,19 +14,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from secretinit._declaration import Declaration, SecretSpec, declare
+from secretinit._declaration import PROBLEMS_HEADER, Declaration, SecretSpec, collect_declaration
 from secretinit._errors import (
-    BadReference,
     ConfigError,
     SecretsUnavailable,
     UnknownScheme,
     UsageError,
+    unreadable,
 )
 from secretinit._identity import Identity, current_identity, resolve_identity
 from secretinit._log import log
-from secretinit._provider import Provider
-from secretinit._registry import ProviderRegistry
+from secretinit._provider import Provider, reference_problem, unknown_options
+from secretinit._registry import KNOWN, ProviderRegistry, install_hint
 from secretinit._resolve import Resolution, resolve
+from secretinit._suggest import closest
 from secretinit._writer import (
     FileOwner,
     SecretDirectory,
@@ -36,7 +37,10 @@ from secretinit._writer import (
 )
 
 DEFAULT_TIMEOUT = 30.0
-DEFAULT_GRACE = 10.0
+# No deadline of secretinit's own after a forwarded SIGTERM, as tini and
+# dumb-init: the orchestrator owns it (docker stop -t, stop_grace_period,
+# terminationGracePeriodSeconds) and SIGKILLs the container when it passes.
+DEFAULT_GRACE: float | None = None
 
 
 @dataclass
@@ -49,6 +53,8 @@ class StartOptions:
     user: str | None = None
     timeout: float | None = None
     checking: bool = False  # secretinit check: providers consume no single-use credential
+    #: How the --env-file path was given, for its errors: the option or its variable.
+    env_file_origin: str = "--env-file"
 
 
 @dataclass
@@ -86,28 +92,46 @@ class Start:
 
     def close(self) -> None:
         """Close every provider (a Vault login token is revoked here), on success or not."""
-        for provider in self.providers.values():
-            try:
-                provider.close()
-            except Exception as err:  # closing must not turn a good start into a failure
-                log(
-                    "debug",
-                    f"{provider.scheme}: close failed: {type(err).__name__}",
-                    event="close_failed",
-                )
+        close_providers(self.providers)
+
+
+def close_providers(providers: Mapping[str, Provider]) -> None:
+    """Close each provider; a failure to close is logged, never raised."""
+    for provider in providers.values():
+        try:
+            provider.close()
+        except Exception as err:  # closing must not turn a good start into a failure
+            log(
+                "debug",
+                f"{provider.scheme}: close failed: {type(err).__name__}",
+                event="close_failed",
+            )
 
 
 def prepare(options: StartOptions, environ: Mapping[str, str], registry: ProviderRegistry) -> Start:
-    """Read the declaration and build the providers it needs; fail on any bad input."""
-    declaration = declare(environ, options.config, registry.handles)
-    if options.env_file is not None:
-        declaration = declaration.with_env_file(options.env_file)
+    """Read the declaration and build the providers it needs; fail on any bad input.
+
+    A bad command line fails first and alone (status 2). Then every problem of
+    the declaration, of its schemes and of the providers' options is reported
+    in one :class:`ConfigError` (status 78). With ``--env-file`` the declared
+    references are checked against their providers' classes (schemes, option
+    names, ``#KEY``) before they are resolved from the file instead, so that
+    a config that works on a laptop also names stores that exist.
+    """
+    env_file = check_env_file(options.env_file, options.env_file_origin)
+    declaration = collect_declaration(environ, options.config, registry)
+    problems = declaration.problems
     settings = declaration.settings
-    user = options.user or settings.user
-    identity = resolve_identity(user) if user else current_identity()
-    if os.geteuid() != 0 and not identity.is_current:
-        raise UsageError(f"--user {user} needs root: secretinit runs as uid {os.geteuid()}")
+    identity = _identity(options, declaration)
+    if env_file is not None:
+        check_declared_references(declaration, registry)
+        declaration = declaration.with_env_file(env_file)
     providers = build_providers(declaration, registry, environ)
+    if problems:
+        close_providers(providers)
+        # Schemes sharing a table report its problems once.
+        raise ConfigError(PROBLEMS_HEADER, dict.fromkeys(problems))
+    assert identity is not None  # a problem was reported otherwise
     for provider in providers.values():
         provider.checking = options.checking
     return Start(
@@ -119,45 +143,154 @@ def prepare(options: StartOptions, environ: Mapping[str, str], registry: Provide
     )
 
 
+def check_env_file(path: str | None, origin: str) -> str | None:
+    """The absolute path of a readable ``--env-file``, or one usage error saying why not."""
+    if path is None:
+        return None
+    absolute = os.path.abspath(path)
+    given = f"{origin}={path}" if origin.startswith("SECRETINIT_") else f"{origin} {path}"
+    try:
+        with open(absolute, "rb"):
+            pass
+    except OSError as err:
+        raise UsageError(f"{given}: {unreadable(absolute, err)}") from None
+    return absolute
+
+
+def _identity(options: StartOptions, declaration: Declaration) -> Identity | None:
+    """Who the files are for; a bad --user fails at once, a bad [defaults] user is a problem."""
+    settings = declaration.settings
+    user = options.user or settings.user
+    try:
+        identity = resolve_identity(user) if user else current_identity()
+    except UsageError as err:
+        if options.user:
+            raise
+        reason = str(err).removeprefix("--user ")
+        declaration.problems.append(
+            f"{declaration.place('defaults', 'user')}: [defaults] user {reason}"
+        )
+        return None
+    if os.geteuid() != 0 and not identity.is_current:
+        given = "--user" if options.user else "[defaults] user"
+        raise UsageError(f"{given} {user} needs root: secretinit runs as uid {os.geteuid()}")
+    if settings.group is not None:
+        try:
+            identity.with_group(settings.group)
+        except UsageError as err:
+            declaration.problems.append(
+                f"{declaration.place('defaults', 'group')}: [defaults] group: {err}"
+            )
+    return identity
+
+
+def check_declared_references(declaration: Declaration, registry: ProviderRegistry) -> None:
+    """Check each declared reference against its provider's class, building no provider.
+
+    For ``--env-file``: the file supplies the values, but a misspelt scheme,
+    option or table key of the production config is still a problem. A
+    first-party provider that is not installed here is not needed for the
+    values; its references cannot be checked further, which is said once.
+    """
+    problems = declaration.problems
+    for scheme, specs in declaration.by_scheme().items():
+        try:
+            cls = registry.load(scheme)
+        except UnknownScheme as err:
+            if scheme in KNOWN:
+                distribution = KNOWN[scheme][0]
+                log(
+                    "info",
+                    f"{len(specs)} {scheme}:// reference{'s' if len(specs) != 1 else ''} "
+                    f"not checked: {distribution} is not installed here "
+                    f"({install_hint(distribution)}); --env-file supplies the values",
+                    event="references_not_checked",
+                    scheme=scheme,
+                )
+            else:
+                problems.extend(_scheme_problems(specs, str(err)))
+            continue
+        for spec in specs:
+            assert spec.ref is not None
+            problem = reference_problem(cls, spec.ref)
+            if problem:
+                problems.append(f"{spec.reference_source}: {spec.ref}: {problem}")
+        table = cls.config_table or scheme
+        options = declaration.provider_options.get(table, {})
+        problems.extend(
+            dict.fromkeys(
+                _place_provider_problem(declaration, p)
+                for p in unknown_options(cls, table, options)
+            )
+        )
+
+
+def _scheme_problems(specs: list[SecretSpec], message: str) -> list[str]:
+    """The problem of a scheme nothing handles: at the reference, or once for many."""
+    if len(specs) == 1:
+        return [f"{specs[0].reference_source}: {message}"]
+    used = ", ".join(f"{s.name} ({s.reference_source})" for s in specs)
+    return [f"{message}; used by {used}"]
+
+
+def _place_provider_problem(declaration: Declaration, problem: str) -> str:
+    """``file:line: problem`` at the ``[providers.NAME] key`` a provider's problem names."""
+    import re  # the error path only
+
+    found = re.match(r"\[providers\.([A-Za-z0-9_.-]+)\]\s+'?([A-Za-z0-9_-]+)", problem)
+    if found is None:
+        return problem
+    table, key = found.groups()
+    if declaration.places is None or ("providers", table) not in declaration.places:
+        return problem  # a table the config does not have: the option is missing
+    return f"{declaration.place('providers', table, key)}: {problem}"
+
+
 def build_providers(
     declaration: Declaration, registry: ProviderRegistry, environ: Mapping[str, str]
 ) -> dict[str, Provider]:
-    """One provider per scheme in use; every bad scheme, option or reference at once."""
-    problems: list[str] = []
+    """One provider per scheme in use; each bad scheme, option or reference a problem.
+
+    The problems are added to ``declaration.problems``, placed at the key at
+    fault where the config file has it.
+    """
+    problems = declaration.problems
     providers: dict[str, Provider] = {}
     tables: set[str] = set()
-    for scheme in declaration.schemes():
+    for scheme, specs in declaration.by_scheme().items():
         try:
             cls = registry.load(scheme)
-            table = cls.config_table or scheme
-            tables.add(table)
-            providers[scheme] = cls(scheme, declaration.provider_options.get(table, {}), environ)
         except UnknownScheme as err:
-            problems.append(str(err))
+            problems.extend(_scheme_problems(specs, str(err)))
+            continue
+        table = cls.config_table or scheme
+        tables.add(table)
+        try:
+            providers[scheme] = cls(scheme, declaration.provider_options.get(table, {}), environ)
         except ConfigError as err:
-            problems.extend(err.problems or [str(err)])
+            for problem in err.problems or [str(err)]:
+                if not problem.startswith("[providers."):
+                    problem = f"{table}: {problem}"  # not about a key of the table: no line
+                problems.append(_place_provider_problem(declaration, problem))
     for spec in declaration.secrets:
         if spec.ref is not None and spec.ref.scheme in providers:
             try:
                 providers[spec.ref.scheme].check_reference(spec.ref)
-            except BadReference as err:
-                problems.append(f"{spec.source}: {spec.ref}: {err}")
+            except ConfigError as err:
+                problems.append(f"{spec.reference_source}: {spec.ref}: {err}")
     for table in sorted(set(declaration.provider_options) - tables):
         if registry.names_provider(table):
             # Normal with --env-file: the production tables stay in the config.
             log("debug", f"[providers.{table}] is not used by this run", event="provider_unused")
         else:
+            meant = closest(table, registry.known_tables())
+            hint = f"did you mean [providers.{meant}]? " if meant else ""
             log(
                 "warning",
-                f"[providers.{table}] names no provider: a typo? (known: "
-                f"{', '.join(registry.known_tables())})",
+                f"{declaration.place('providers', table)}: [providers.{table}] names no "
+                f"provider: a typo? ({hint}known: {', '.join(registry.known_tables())})",
                 event="provider_unknown",
             )
-    if problems:
-        for provider in providers.values():
-            provider.close()
-        # Schemes sharing a table report its problems once.
-        raise ConfigError("the declared secrets cannot be fetched:", dict.fromkeys(problems))
     return providers
 
 
@@ -168,13 +301,11 @@ def resolve_all(start: Start) -> Resolution:
         if spec.export == "value" and spec.name in resolution.values:
             problem = _value_export_problem(resolution.values[spec.name])
             if problem:
-                resolution.failures[spec.name] = resolution.report_line(spec, problem)
+                resolution.fail(spec, "cannot export", problem)
     if resolution.unchecked:  # only check may leave a secret untried; a start never does
         specs = {spec.name: spec for spec in start.declaration.secrets}
         for name, reason in resolution.unchecked.items():
-            resolution.failures[name] = resolution.report_line(
-                specs[name], f"not fetched: {reason}"
-            )
+            resolution.fail(specs[name], "not fetched", reason)
     if resolution.failures:
         raise SecretsUnavailable(resolution.failures.values())
     return resolution
@@ -265,9 +396,10 @@ def _export(
 
 
 def describe_source(spec: SecretSpec) -> str:
-    """Where a secret comes from, for ``check``: its reference or its template."""
-    if spec.ref is not None:
-        return str(spec.ref)
+    """Where a secret comes from, for ``check``: its reference (and the one resolved
+    through under ``--env-file``), or its template."""
+    if spec.origin is not None:
+        return spec.origin
     return "template of " + (", ".join(spec.template_names) or "no secret")
 
 

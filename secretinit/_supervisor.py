@@ -16,8 +16,9 @@ It reads as its steps, as tini and dumb-init do:
 4. spawn the command in its own process group with the caller's signal mask
    and Python's own changed dispositions (SIGPIPE, SIGXFSZ) restored;
 5. loop: wait for a signal; forward it, or reap every exited child;
-   after a forwarded SIGTERM or SIGINT give the child ``--grace`` seconds,
-   then SIGKILL its process group;
+   after a forwarded SIGTERM or SIGINT, if ``--grace`` was given, give the
+   child that long, then SIGKILL its process group (without it, as tini, the
+   orchestrator's stop period is the only deadline);
 6. remove the secret files (``--cleanup``) and exit with the child's status:
    its exit code, 128+N for death by signal N, 127 if the command was not
    found, 126 if it could not be executed.
@@ -89,7 +90,7 @@ class SupervisorOptions:
 
     def __init__(self, command: list[str]) -> None:
         self.command = command
-        self.grace = 10.0
+        self.grace: float | None = None  # no deadline of its own: the orchestrator's
         self.log_format = "text"
         self.log_level = "info"
         self.user: tuple[int, int, tuple[int, ...]] | None = None
@@ -114,8 +115,9 @@ def program_argv(*args: str) -> list[str]:
 def supervisor_argv(options: SupervisorOptions) -> list[str]:
     """The ``python -I -S -B _supervisor.py ...`` command line for ``options``."""
     argv = [sys.executable, "-I", "-S", "-B", os.path.abspath(__file__)]
-    argv += ["--grace", repr(options.grace), "--log-format", options.log_format]
-    argv += ["--log-level", options.log_level]
+    if options.grace is not None:
+        argv += ["--grace", repr(options.grace)]
+    argv += ["--log-format", options.log_format, "--log-level", options.log_level]
     if options.user is not None:
         uid, gid, groups = options.user
         argv += ["--user", f"{uid}:{gid}:{','.join(map(str, groups))}"]
@@ -262,7 +264,7 @@ def reap(child: int) -> int | None:
             status = wait_status
 
 
-def supervise(child: int, grace: float, log: SupervisorLog) -> int:
+def supervise(child: int, grace: float | None, log: SupervisorLog) -> int:
     """Forward signals to ``child`` and reap until it exits; return its wait status."""
     kill_at: float | None = None
     info: signal.struct_siginfo | None
@@ -289,12 +291,13 @@ def supervise(child: int, grace: float, log: SupervisorLog) -> int:
                 return status
             continue
         name = signal.Signals(number).name
-        log("debug", f"forwarding {name} to the command", event="signal_forwarded", signal=name)
+        level = "info" if number in STOPPING_SIGNALS else "debug"
+        log(level, f"forwarding {name} to the command", event="signal_forwarded", signal=name)
         try:
             os.kill(child, number)
         except ProcessLookupError:
             pass  # it exited; its SIGCHLD is pending
-        if number in STOPPING_SIGNALS and kill_at is None:
+        if number in STOPPING_SIGNALS and kill_at is None and grace is not None:
             kill_at = time.monotonic() + grace
 
 

@@ -15,6 +15,7 @@ import pytest
 
 from secretinit import FetchError, NotChecked, NotFound, Provider, SecretRef, Unreachable
 from secretinit._declaration import SecretSpec
+from secretinit._errors import Failure, SecretsUnavailable
 from secretinit._provider import FetchResult
 from secretinit._resolve import fetch_with_retries, resolve
 
@@ -129,7 +130,7 @@ def test_a_hung_provider_is_abandoned_at_the_deadline() -> None:
         resolution = resolve([spec("A", "hang://a")], {"hang": hanging}, timeout=0.3)
     finally:
         hanging.release.set()
-    assert "no answer within the hang deadline" in resolution.failures["A"]
+    assert "no answer within the hang deadline" in resolution.failures["A"].reason
 
 
 def test_an_unexpected_exception_fails_its_batch_without_leaking() -> None:
@@ -137,13 +138,13 @@ def test_an_unexpected_exception_fails_its_batch_without_leaking() -> None:
 
     REDACTOR.register(b"the-raw-secret-value")
     resolution = resolve([spec("A", "boom://a")], {"boom": Raising("boom")}, timeout=5)
-    assert "boom provider failed: RuntimeError" in resolution.failures["A"]
-    assert "the-raw-secret-value" not in resolution.failures["A"]
+    assert "boom provider failed: RuntimeError" in resolution.failures["A"].reason
+    assert "the-raw-secret-value" not in resolution.failures["A"].line()
 
 
 def test_a_provider_that_forgets_a_reference_is_reported() -> None:
     resolution = resolve([spec("A", "f://a")], {"f": Forgetful("f")}, timeout=5)
-    assert "returned no result" in resolution.failures["A"]
+    assert "returned no result" in resolution.failures["A"].reason
 
 
 def test_providers_run_concurrently() -> None:
@@ -174,14 +175,46 @@ def test_templates_and_optional_secrets() -> None:
     resolution = resolve(specs, {"s": provider}, timeout=5)
     assert resolution.values["URL"] == b"postgres://app:p@ss@db/app $5"
     assert "EXTRA" in resolution.skipped and "EXTRA" not in resolution.failures
-    assert "needs secret EXTRA, which was not resolved" in resolution.failures["NEEDS_EXTRA"]
-    assert "secret BIN is not UTF-8 text" in resolution.failures["NEEDS_BIN"]
+    assert "needs secret EXTRA, which was not resolved" in resolution.failures["NEEDS_EXTRA"].reason
+    assert "secret BIN is not UTF-8 text" in resolution.failures["NEEDS_BIN"].reason
     assert resolution.counts == {"s": 3}
 
 
 def test_failure_lines_name_secret_reference_and_source() -> None:
     resolution = resolve([spec("A", "s://absent")], {"s": Scripted("s", {})}, timeout=5)
-    assert resolution.failures["A"] == "A (s://absent, test A): not found: no such secret"
+    failure = resolution.failures["A"]
+    assert failure == Failure("A", "s://absent", "test A", "not found", "no such secret")
+    assert failure.line() == "A (s://absent, test A): not found: no such secret"
+
+
+def test_failures_of_one_cause_share_one_line() -> None:
+    """Issue 14, item 11: a server down is one line naming every secret it failed."""
+    down = Failure("", None, "", "unreachable", "cannot reach Vault at https://v: refused")
+    failures = [
+        Failure(f"S{i}", f"vault://app/s{i}#k", f"c.toml:{i}", down.kind, down.reason)
+        for i in range(30)
+    ]
+    failures.insert(3, Failure("DB", "vault://app/db#pw", "c.toml:99", "not found", "no key"))
+    error = SecretsUnavailable(failures)
+    lines = str(error).splitlines()
+    assert lines[0] == "31 required secrets could not be resolved:"
+    names = ", ".join(f"S{i}" for i in range(30))
+    assert lines[1:] == [
+        f"  - 30 secrets ({names}): unreachable: cannot reach Vault at https://v: refused",
+        "  - DB (vault://app/db#pw, c.toml:99): not found: no key",
+    ]
+    fields = error.fields()
+    assert fields["failures"][3] == {
+        "name": "DB",
+        "reference": "vault://app/db#pw",
+        "source": "c.toml:99",
+        "kind": "not found",
+        "reason": "no key",
+    }
+    assert fields["causes"] == [
+        {"kind": "unreachable", "reason": down.reason, "secrets": [f"S{i}" for i in range(30)]},
+        {"kind": "not found", "reason": "no key", "secrets": ["DB"]},
+    ]
 
 
 @pytest.mark.parametrize("flaky", [0, 3])
@@ -217,7 +250,6 @@ def test_a_secret_not_checked_is_neither_a_value_nor_a_failure() -> None:
 
 def test_a_start_never_passes_a_secret_that_was_not_checked() -> None:
     from secretinit._declaration import Declaration
-    from secretinit._errors import SecretsUnavailable
     from secretinit._identity import current_identity
     from secretinit._startup import Start, resolve_all
 

@@ -150,6 +150,41 @@ def test_child_ignoring_sigterm_is_killed_after_grace(pid_namespace: bool) -> No
     assert elapsed >= 0.5
 
 
+DRAINING = "trap 'sleep 10.5; echo drained; exit 3' TERM; echo ready; while :; do sleep 0.1; done"
+
+
+def test_without_grace_the_orchestrator_owns_the_deadline() -> None:
+    """Issue 14, item 2: an application that drains for longer than 10 s is not killed.
+
+    As tini, secretinit sets no deadline of its own by default: Swarm's
+    stop_grace_period (or docker stop -t, or Kubernetes'
+    terminationGracePeriodSeconds) is the one that SIGKILLs the container.
+    """
+    running = Running(["run", "--", "sh", "-c", DRAINING])
+    try:
+        running.expect("ready")
+        running.send(signal.SIGTERM)
+        status, rest, stderr = running.wait(timeout=40)
+    finally:
+        running.kill()
+    assert status == 3, stderr  # the application's own status, after 10.5 s of draining
+    assert "drained" in rest
+    assert "killing it" not in stderr
+    # Issue 14, item 15: a forwarded stop signal is visible at the default level.
+    assert "secretinit: info: forwarding SIGTERM to the command" in stderr
+
+
+def test_supervisor_argv_carries_a_grace_only_when_one_is_set() -> None:
+    from secretinit._supervisor import SupervisorOptions, parse_arguments, supervisor_argv
+
+    options = SupervisorOptions(["app"])
+    argv = supervisor_argv(options)
+    assert "--grace" not in argv
+    assert parse_arguments(argv[5:]).grace is None
+    options.grace = 25.0
+    assert parse_arguments(supervisor_argv(options)[5:]).grace == 25.0
+
+
 def test_grace_kills_the_whole_process_group(tmp_path: Path) -> None:
     marker = tmp_path / "grandchild"
     script = f"trap '' TERM; (trap '' TERM; sleep 60; touch {marker}) & echo ready $!; wait"

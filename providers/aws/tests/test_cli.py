@@ -149,7 +149,7 @@ def test_without_a_region_a_name_is_a_usage_error(
     result = run_secretinit(
         ["fetch", "--dir", str(tmp_path / "s")], {"DB": "aws-sm://app/db", "P": "aws-ssm:///a/b"}
     )
-    assert result.returncode == 2, result.stderr
+    assert result.returncode == 78, result.stderr  # EX_CONFIG: a bad declaration
     assert "variable DB: aws-sm://app/db: no AWS region" in result.stderr
     assert "variable P: aws-ssm:///a/b: no AWS region" in result.stderr
     assert "AWS_REGION" in result.stderr
