@@ -350,10 +350,11 @@ def _results_page(command: str, text: str) -> str:
         "- With a delay per answer standing in for the network, secretinit's reads overlap "
         "(16 at a time by default) and it pulls ahead as N grows, as far as the CPU "
         "allows: on a loaded machine the CPU seconds decide.\n"
-        "- The import cost of the two transports is the same within noise, for the same "
-        "reason; each read over REST costs more CPU (requests and JSON in Python, against "
-        "HTTP/2 in grpcio's C core). On these figures the provider's default transport is "
-        "gRPC (providers/gcp/README.md, Transport).\n\n" + text
+        "- The import cost of the two transports is close, for the same reason: building "
+        "a gRPC client (its channel) adds a few per cent; each read over REST costs more "
+        "CPU (requests and JSON in Python, against HTTP/2 in grpcio's C core). On these "
+        "figures the provider's default transport is gRPC (providers/gcp/README.md, "
+        "Transport).\n\n" + text
     )
 
 
