@@ -6,9 +6,11 @@ Kept at the root so that ``tests/`` and ``providers/*/tests/`` both see them.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
-from collections.abc import Iterable, Mapping
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -65,6 +67,28 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
     return home
+
+
+@pytest.fixture
+def secrets_dir() -> Iterator[Path]:
+    """A secret directory (not yet made) on a tmpfs, as in production."""
+    parent = Path(tempfile.mkdtemp(prefix="secretinit-test-", dir="/dev/shm"))
+    try:
+        yield parent / "secrets"
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)
+
+
+@pytest.fixture
+def refresh_log(tmp_path: Path) -> Iterator[object]:
+    """A file for the log of a long-running secretinit (a ``tests.refreshing.LogFile``)."""
+    from tests.refreshing import LogFile
+
+    log = LogFile(tmp_path / "secretinit.log")
+    try:
+        yield log
+    finally:
+        log.close()
 
 
 @pytest.fixture

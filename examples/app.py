@@ -36,6 +36,8 @@ def main() -> int:
         mode = stat.S_IMODE(os.stat(directory).st_mode)
         print(f"  secret directory {directory}: mode {mode:04o}, holding:")
         for entry in sorted(os.listdir(directory)):
+            if entry.startswith(".."):
+                continue  # ..data and the generation it names: each NAME links there
             print(f"    {entry}: {describe_file(os.path.join(directory, entry))}")
     return 0
 

@@ -1,4 +1,4 @@
-"""The ``secretinit`` command line: run, fetch, check, providers.
+"""The ``secretinit`` command line: run, fetch, check, providers, status.
 
 Every option has an environment-variable twin (``SECRETINIT_DIR`` for
 ``--dir``, ...), so an image is configured without rewriting its ENTRYPOINT.
@@ -14,14 +14,16 @@ import re
 import signal
 import sys
 from collections.abc import Callable
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
 from secretinit import __version__
-from secretinit._declaration import parse_duration
+from secretinit._declaration import parse_duration, parse_on_change, parse_refresh
 from secretinit._errors import (
+    EXIT_CHANGED,
     EXIT_CONFIG,
+    EXIT_EXPIRED,
     EXIT_FETCH,
     EXIT_SOFTWARE,
     EXIT_USAGE,
@@ -50,6 +52,7 @@ from secretinit._startup import (
 )
 from secretinit._supervisor import (
     LEVELS,
+    ON_CHANGE_CHOICES,
     WAITED_SIGNALS,
     SupervisorOptions,
     command_failed,
@@ -58,6 +61,9 @@ from secretinit._supervisor import (
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+if TYPE_CHECKING:
+    from secretinit._refresh import RefreshSeries
 
 REFERENCES_HELP = (
     "Secrets are declared by environment references and by --config. A variable "
@@ -78,7 +84,9 @@ EXIT_STATUSES = {
     "run": "the command's own (128+N if signal N killed it); "
     f"{EXIT_USAGE} bad command line; {EXIT_CONFIG} bad config or reference; "
     f"{EXIT_FETCH} a required secret could not be fetched; {EXIT_WRITE} a file could "
-    "not be written; 126 the command cannot be executed; 127 not found.",
+    "not be written; 126 the command cannot be executed; 127 not found; with "
+    f"--on-change exit, {EXIT_CHANGED} the secrets changed and {EXIT_EXPIRED} a "
+    "credential expired and cannot be replaced.",
     "fetch": f"0 written; {EXIT_USAGE} bad command line (or no --dir where one is "
     f"needed); {EXIT_CONFIG} bad config or reference; {EXIT_FETCH} a required secret "
     f"could not be fetched; {EXIT_WRITE} a file could not be written.",
@@ -106,9 +114,12 @@ def _interrupt(number: int, _frame: object) -> None:
 
 
 class Duration(click.ParamType):  # type: ignore[type-arg]  # generic only in newer click stubs
-    """Seconds, as ``30``, ``30s``, ``500ms`` or ``2m``."""
+    """Seconds, as ``30``, ``30s``, ``500ms`` or ``2m`` (``parse`` may ask for more)."""
 
     name = "duration"
+
+    def __init__(self, parse: Callable[[object, str], float] = parse_duration) -> None:
+        self.parse = parse
 
     def convert(
         self, value: Any, param: click.Parameter | None, ctx: click.Context | None
@@ -116,9 +127,33 @@ class Duration(click.ParamType):  # type: ignore[type-arg]  # generic only in ne
         if isinstance(value, float):
             return value
         try:
-            return parse_duration(value, param.name if param and param.name else "duration")
+            return self.parse(value, param.name if param and param.name else "duration")
         except ValueError as err:
             self.fail(str(err), param, ctx)
+
+
+class OnChange(click.ParamType):  # type: ignore[type-arg]  # generic only in newer click stubs
+    """An --on-change action: signal:NAME, restart, exit or none."""
+
+    name = "action"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        try:
+            return parse_on_change(value, "--on-change")
+        except ValueError as err:
+            self.fail(str(err), param, ctx)
+
+
+def refresh_option(command: F) -> F:
+    """``--refresh``: keep the files current (run and fetch)."""
+    return click.option(
+        "--refresh",
+        type=Duration(parse_refresh),
+        envvar="SECRETINIT_REFRESH",
+        show_envvar=True,
+        help="Keep the files current: fetch every secret again this often (at least 1s), "
+        "rewriting only what changed.",
+    )(command)
 
 
 def start_options(command: F) -> F:
@@ -232,6 +267,14 @@ def cli() -> None:
     show_envvar=True,
     help="Remove the secret files when the command exits.",
 )
+@refresh_option
+@click.option(
+    "--on-change",
+    type=OnChange(),
+    envvar="SECRETINIT_ON_CHANGE",
+    show_envvar=True,
+    help=f"With --refresh, what a change does: {ON_CHANGE_CHOICES} (default none).",
+)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run(
     command: tuple[str, ...],
@@ -239,6 +282,8 @@ def run(
     exec_: bool,
     cleanup: bool | None,
     user: str | None,
+    refresh: float | None,
+    on_change: str | None,
     **options: Any,
 ) -> None:
     """Fetch and write the secrets, then run COMMAND supervised.
@@ -252,9 +297,14 @@ def run(
         cleanup = bool(settings_value(cleanup, settings.cleanup, False))
         if exec_ and cleanup:
             raise UsageError("--cleanup needs the supervisor, so it cannot be used with --exec")
+        series = _refresh_series(start, refresh, on_change, options, user, exec_)
         with start:
+            if series is not None:
+                series.enlist(start)
             resolution = resolve_all(start)
             directory = write_all(start, resolution)
+            if series is not None:
+                directory = series.begin(start, resolution, directory)
         if start.declaration.secrets:
             summarize(start, resolution, directory)
         elif exec_:
@@ -284,14 +334,19 @@ def run(
                 f.name for f in files_to_write(start.declaration, resolution)
             ]
             supervisor.remove_dir = directory.created
+        if series is not None:
+            series.supervise(supervisor, start)
         _exec_supervisor(supervisor, env)
 
 
 @cli.command(epilog=_epilog("fetch"))
 @start_options
 @user_option("Write the files (and make the directory) for this user (name or id).")
-def fetch(user: str | None, **options: Any) -> None:
+@refresh_option
+def fetch(user: str | None, refresh: float | None, **options: Any) -> None:
     """Fetch and write the secrets, then exit (init container, Swarm init step).
+
+    With --refresh, keep them current instead (a sidecar) until SIGTERM.
 
     The directory must be one the application knows: --dir (or SECRETINIT_DIR,
     or [defaults] dir) is required unless /run/secretinit is a tmpfs. fetch
@@ -300,11 +355,16 @@ def fetch(user: str | None, **options: Any) -> None:
     """
     with _Reporting(options):
         start = _prepare(options, user)
+        series = _refresh_series(start, refresh, None, options, user, False)
         with start:
             if start.directory is None and any(s.file for s in start.declaration.secrets):
                 _require_known_directory()
+            if series is not None:
+                series.enlist(start)
             resolution = resolve_all(start)
             directory = write_all(start, resolution)
+            if series is not None:
+                directory = series.begin(start, resolution, directory)
         unwritten = [
             s.name
             for s in start.declaration.secrets
@@ -319,6 +379,48 @@ def fetch(user: str | None, **options: Any) -> None:
                 secrets=unwritten,
             )
         summarize(start, resolution, directory)
+        if series is not None:
+            supervisor = SupervisorOptions([])
+            supervisor.log_format = options["log_format"]
+            supervisor.log_level = options["log_level"]
+            if not start.identity.is_current:
+                identity = start.identity
+                supervisor.user = (identity.uid, identity.gid, identity.groups)
+            series.supervise(supervisor, start)
+            _exec_supervisor(
+                supervisor, child_environment(os.environ, start, resolution, directory)
+            )
+
+
+@cli.command()
+@click.option(
+    "--dir",
+    "directory",
+    metavar="PATH",
+    envvar="SECRETINIT_DIR",
+    show_envvar=True,
+    help="The secret directory to check.",
+)
+@click.option(
+    "--max-age",
+    metavar="DURATION|Nx",
+    help="Unhealthy when the last success is older than this, or than N refresh "
+    "periods (default 3x).",
+)
+def status(directory: str | None, max_age: str | None) -> None:
+    """Say whether a directory's secrets are current: for HEALTHCHECK and probes.
+
+    Exits 0 when the first fetch succeeded and the last success is recent
+    enough, 1 when not ready or too old, 2 on bad usage.
+    """
+    from secretinit._health import EXIT_USAGE as STATUS_USAGE
+    from secretinit._health import status as verdict
+
+    if directory is None:
+        raise click.UsageError("give --dir (or SECRETINIT_DIR)")
+    code, message = verdict(directory, max_age)
+    click.echo(message, err=code == STATUS_USAGE)
+    sys.exit(code)
 
 
 def _require_known_directory() -> None:
@@ -396,6 +498,32 @@ def list_providers() -> None:
     for scheme, (distribution, _target) in sorted(KNOWN.items()):
         if scheme not in present:
             click.echo(f"{scheme:<14} not installed ({install_hint(distribution)})")
+
+
+def _refresh_series(
+    start: Start,
+    refresh: float | None,
+    on_change: str | None,
+    options: dict[str, Any],
+    user: str | None,
+    exec_: bool,
+) -> RefreshSeries | None:
+    """The refresh series the options ask for, or None; refuses what cannot refresh."""
+    from secretinit._refresh import RefreshSeries
+
+    settings = start.declaration.settings
+    period = settings_value(refresh, settings.refresh, None)
+    action = settings_value(on_change, settings.on_change, "none")
+    if period is None:
+        if on_change is not None:
+            log("warning", "--on-change does nothing without --refresh", event="on_change_unused")
+        return None
+    if exec_:
+        raise UsageError("--refresh needs the supervisor, so it cannot be used with --exec")
+    if not start.declaration.secrets:
+        log("warning", "--refresh: no secrets declared, so nothing to refresh", event="no_secrets")
+        return None
+    return RefreshSeries(period, action, options, user)
 
 
 def _prepare(options: dict[str, Any], user: str | None, checking: bool = False) -> Start:

@@ -18,6 +18,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 from secretinit._errors import BadReference, ConfigError, unreadable
 from secretinit._reference import SecretRef, parse_reference, reference_scheme, written_scheme
 from secretinit._suggest import closest, did_you_mean
+from secretinit._supervisor import MIN_REFRESH_DELAY as MIN_REFRESH
+from secretinit._supervisor import ON_CHANGE_CHOICES
+from secretinit._supervisor import parse_on_change as on_change_action
 
 if TYPE_CHECKING:
     from secretinit._toml_places import TomlPlaces
@@ -29,7 +32,17 @@ OWN_VARIABLE_PREFIX = "SECRETINIT_"
 PROBLEMS_HEADER = "the declared secrets are not valid:"
 
 _SECRET_KEYS = ("from", "template", "file", "mode", "export", "optional")
-_DEFAULT_KEYS = ("dir", "mode", "group", "user", "timeout", "grace", "cleanup")
+_DEFAULT_KEYS = (
+    "dir",
+    "mode",
+    "group",
+    "user",
+    "timeout",
+    "grace",
+    "cleanup",
+    "refresh",
+    "on_change",
+)
 _TOP_KEYS = ("defaults", "secrets", "providers")
 _BARE_KEY = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 _NAME_RULE = "letters, digits and '_', not starting with a digit"
@@ -100,6 +113,8 @@ class Settings:
     timeout: float | None = None
     grace: float | None = None
     cleanup: bool | None = None
+    refresh: float | None = None
+    on_change: str | None = None
 
 
 @dataclass
@@ -170,6 +185,24 @@ def parse_duration(value: object, what: str) -> float:
     return seconds
 
 
+def parse_refresh(value: object, what: str) -> float:
+    """A refresh period: a duration of at least one second."""
+    seconds = parse_duration(value, what)
+    if seconds < MIN_REFRESH:
+        raise ValueError(f"{what} must be at least 1s: a refresh is a whole fetch")
+    return seconds
+
+
+def parse_on_change(value: object, what: str) -> str:
+    """An ``--on-change`` action in its normal form (``signal:HUP``, ``restart``, ...)."""
+    if not isinstance(value, str):
+        raise ValueError(f"{what} must be a string: {ON_CHANGE_CHOICES}")
+    try:
+        return on_change_action(value)
+    except ValueError as err:
+        raise ValueError(f"{what}: {err}") from None
+
+
 def parse_mode(value: object, what: str, written: str | None = None) -> int:
     """A file mode from ``"0400"`` or ``"400"``, refused if others get access.
 
@@ -203,8 +236,12 @@ def _mode_hint(value: int, written: str | None) -> str:
 
 
 def is_valid_file_name(name: str) -> bool:
-    """One path component of ``[A-Za-z0-9._-]``: never ``.``, ``..`` nor a ``/``."""
-    return bool(FILE_NAME.match(name)) and name not in (".", "..")
+    """One path component of ``[A-Za-z0-9._-]``: never ``.`` nor a ``/``, never from ``..``.
+
+    Names starting with ``..`` are the directory's layout (``..data`` and the
+    generations, as in a Kubernetes secret volume).
+    """
+    return bool(FILE_NAME.match(name)) and name != "." and not name.startswith("..")
 
 
 def is_secret_name(name: str) -> bool:
@@ -449,10 +486,15 @@ class ConfigReader:
                 settings.mode = parse_mode(data["mode"], "mode", self.written(*table, "mode"))
             except ValueError as err:
                 self.problem((*table, "mode"), table, str(err))
-        for key in ("timeout", "grace"):
+        for key, parse in (
+            ("timeout", parse_duration),
+            ("grace", parse_duration),
+            ("refresh", parse_refresh),
+            ("on_change", parse_on_change),
+        ):
             if key in data:
                 try:
-                    setattr(settings, key, parse_duration(data[key], key))
+                    setattr(settings, key, parse(data[key], key))
                 except ValueError as err:
                     self.problem((*table, key), table, str(err))
         return settings
@@ -510,7 +552,7 @@ class ConfigReader:
                 (*table, "file"),
                 table,
                 f"file {file_name!r} is not one file name: use letters, digits, '.', '_' "
-                "and '-', not '.' or '..'",
+                "and '-', not '.' nor starting with '..'",
             )
         if file_name is None and export == "file":
             file_name = name

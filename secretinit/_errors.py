@@ -19,6 +19,12 @@ EXIT_USAGE = 2  # a bad command line: an option, its value, a missing --env-file
 EXIT_FETCH = 69  # a required secret could not be fetched (sysexits EX_UNAVAILABLE)
 EXIT_SOFTWARE = 70  # a bug in secretinit or in a provider (EX_SOFTWARE)
 EXIT_WRITE = 73  # a secret file could not be written (EX_CANTCREAT)
+# With --refresh: the supervisor stopped the command because its secrets
+# changed (--on-change exit), so that the orchestrator starts it again.
+EXIT_CHANGED = 75  # EX_TEMPFAIL: start again and it works
+# With --refresh: a credential the command holds has expired and cannot be
+# replaced (--on-change exit), so only a fresh start can get a new one.
+EXIT_EXPIRED = 77  # EX_NOPERM
 EXIT_CONFIG = 78  # a bad declaration: config file, reference, scheme, provider option (EX_CONFIG)
 EXIT_CANNOT_EXECUTE = 126  # the command exists but could not be executed
 EXIT_NOT_FOUND = 127  # the command was not found
@@ -107,6 +113,20 @@ class Unreachable(FetchError):
 
     transient = True
     kind = "unreachable"
+
+
+class Expired(FetchError):
+    """A value the application holds has expired and cannot be replaced.
+
+    A provider returns it in a refresh (``--refresh``) when what it fetched
+    earlier (a Vault lease, a login token) has run out and no new one can be
+    had: the login cannot be renewed or repeated (a response-wrapped or
+    single-use secret id), or the store refuses. The last good files stay;
+    with ``--on-change exit`` the supervisor stops the command and exits
+    with :data:`EXIT_EXPIRED`, so that a fresh start can get a new one.
+    """
+
+    kind = "expired"
 
 
 class NotChecked(FetchError):

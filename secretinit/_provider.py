@@ -1,4 +1,50 @@
-"""The base class every provider subclasses, and the helpers they share."""
+"""The base class every provider subclasses, and the helpers they share.
+
+Refresh (``--refresh``): how a provider lives across runs
+---------------------------------------------------------
+
+With ``--refresh`` the secrets are fetched by a series of short-lived runs:
+the start, then one run each period, started by the lean supervisor (which
+holds no SDK between them). A provider object lives for one run only; what
+it must keep from one run to the next goes through four members, all
+optional:
+
+- :attr:`Provider.refreshing` is True in every run of a series, the start
+  included. The provider must then not revoke what the next run needs (a
+  login token that leases depend on, or that a wrapped secret id can never
+  give again), and should keep such things in its state instead.
+- :meth:`Provider.save_state` is called at the end of every run of a series,
+  after a failure too (a login may have consumed a single-use secret id
+  before a later read failed), before :meth:`Provider.close`. It returns a
+  JSON-serialisable mapping; the core keeps it in the secret directory's
+  private state directory (``..secretinit/``, mode 0700, files 0600, on the
+  same tmpfs as the secrets), never in argv, the application's environment
+  or a log.
+- :meth:`Provider.restore_state` gets that mapping back at the beginning of
+  the next run, before the first :meth:`Provider.fetch`.
+- :meth:`Provider.refresh_within` says, after a fetch, how soon the next run
+  must come at the latest (a lease to renew at about 2/3 of its TTL, with
+  jitter): the supervisor then runs the next refresh sooner than the period.
+
+Every run fetches every reference, as the start did: the core compares the
+values with the files by content and writes a new generation of files only
+when something changed. A provider that holds leases therefore answers a
+refresh with the value it fetched before for as long as the lease is renewed
+(kept in its state), and fetches anew only when the lease cannot be renewed
+or reaches its max TTL: the new value then reaches the files, and
+``--on-change`` tells the application. When a value the application holds
+has run out and no new one can be had, the provider returns
+:class:`~secretinit.Expired` for it: the last good files stay, and with
+``--on-change exit`` the container is restarted with a distinct status.
+
+:meth:`Provider.abandon` keeps its meaning in a refresh: the run failed, so
+what it fetched *anew* is never written and may be released, while what the
+files already hold (a lease renewed in this run) must stay.
+
+Nothing is called when the series ends (the container stops): what a
+provider kept in its state expires with its TTL, as the files do with the
+tmpfs.
+"""
 
 from __future__ import annotations
 
@@ -43,6 +89,10 @@ class Provider(abc.ABC):
     #: a provider whose login is single-use (a wrapped secret id) checks what
     #: it can without using it and returns :class:`NotChecked` for the rest.
     checking: bool = False
+    #: True when this run is one of a series that keeps the files current
+    #: (``--refresh``), the start included; set by the core before
+    #: :meth:`restore_state`. See the module docstring.
+    refreshing: bool = False
 
     def __init__(
         self,
@@ -94,6 +144,33 @@ class Provider(abc.ABC):
 
     def close(self) -> None:
         """Release connections; called once when the run no longer needs them."""
+
+    # The refresh hooks (see the module docstring): a provider that keeps
+    # nothing between runs leaves them as they are.
+
+    def restore_state(self, state: Mapping[str, Any]) -> None:
+        """Take back what :meth:`save_state` returned at the end of the previous run.
+
+        Called once, before the first :meth:`fetch`, in every run of a
+        refresh series but the first; ``state`` is empty when there is none.
+        """
+
+    def save_state(self) -> Mapping[str, Any]:
+        """What the next run of the series needs (a token, lease ids): JSON-serialisable.
+
+        Called at the end of every run of a refresh series, on success or
+        failure, before :meth:`close`. The mapping stays in the secret
+        directory's private state directory until the next run.
+        """
+        return {}
+
+    def refresh_within(self) -> float | None:
+        """Seconds within which the next refresh must come at the latest, or None.
+
+        Asked at the end of every run of a refresh series: a lease to renew
+        before it expires makes the next run come sooner than the period.
+        """
+        return None
 
     # Helpers for reading the [providers.SCHEME] table with clear errors.
 

@@ -1,28 +1,72 @@
-"""The secret directory and the files in it: private from the first byte.
+"""The secret directory and the files in it: private from the first byte, swapped as one set.
 
-Every file is written through a fresh temporary name in the same directory,
-opened with ``O_CREAT|O_EXCL|O_NOFOLLOW`` and its final mode, so no reader
-ever sees a half-written or over-readable secret, and a symlink planted at a
-temporary or final name cannot redirect a write. Files are staged first and
-renamed into place only when every one of them was written: a failed run
-changes nothing.
+The layout is the kubelet's (``pkg/volume/util/atomic_writer.go``), so a
+directory looks like a Kubernetes secret volume::
+
+    NAME -> ..data/NAME       what NAME_FILE names: one path for the app's whole life
+    ..data -> ..2025_01_31_12_00_00.5f2a9c0e71b3d4a8
+    ..2025_01_31_12_00_00.5f2a9c0e71b3d4a8/NAME   a generation: the files themselves
+    ..secretinit/             the private state of a refresh series (0700)
+
+Every write, the start's and each refresh's, goes in the kubelet's order
+(:func:`write_secret_files`):
+
+1. every name is checked, and what stands at it: a directory there stops
+   the run before anything is written;
+2. the current generation (``..data``) is compared with the new set: the
+   same files, bytes, modes and owners, and the right links, mean nothing
+   is written at all;
+3. a fresh generation directory is made with the directory's mode and owner;
+   each file is created in it ``O_CREAT|O_EXCL|O_NOFOLLOW`` with its final
+   mode and owner before its first byte, written and fsynced, then the
+   generation is fsynced;
+4. with SIGTERM and SIGINT held: a symlink to the new generation, made at a
+   temporary name, is renamed over ``..data``: the one atomic switch from
+   the old set to the new, so a reader sees all the old files or all the
+   new ones, each whole; then each ``NAME -> ..data/NAME`` that is not
+   exactly that is made the same way (a symlink or file planted at NAME is
+   replaced, never followed), names no longer written are removed, and the
+   directory is fsynced;
+5. every other generation, and any temporary file, is removed; a refresh
+   run keeps the generation it replaced, which the supervisor removes a
+   second later: a reader whose lookup of ``NAME -> ..data/NAME`` resolved
+   ``..data`` just before the swap still finds its file (removed at once,
+   a reader in a tight loop meets ENOENT in several percent of swaps).
+
+A reader that wants a consistent set while files change opens ``..data``
+once and reads each file relative to it, or reads after the
+``--on-change`` signal; each file read through NAME is whole, of the old
+set or the new. A failed write changes nothing a reader can see.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import stat
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from secretinit._declaration import is_valid_file_name
 from secretinit._errors import WriteFailed
 from secretinit._log import log
 from secretinit._mounts import MEMORY_FILESYSTEMS, filesystem_type
+from secretinit._supervisor import (
+    DATA_LINK,
+    STATE_DIRECTORY,
+    TEMPORARY_PREFIX,
+    is_generation,
+    remove_generation,
+    remove_stale,
+)
 
 DEFAULT_DIR = "/run/secretinit"
 SHARED_MEMORY = "/dev/shm"
-TEMPORARY_PREFIX = ".secretinit-"
+PRIVATE_MODE = 0o600
+_DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 @dataclass(frozen=True)
@@ -65,10 +109,16 @@ class SecretDirectory:
         os.close(self.fd)
 
 
-def open_secret_directory(requested: str | None, owner: FileOwner) -> SecretDirectory:
-    """Prepare ``requested`` (or the default) as a private directory of ``owner``."""
+def open_secret_directory(
+    requested: str | None, owner: FileOwner, warn: bool = True
+) -> SecretDirectory:
+    """Prepare ``requested`` (or the default) as a private directory of ``owner``.
+
+    ``warn``: warn about a directory on disk (a refresh run does not repeat
+    the start's warning every period).
+    """
     directory = _prepare(requested, owner) if requested is not None else _default_directory(owner)
-    if directory.filesystem not in MEMORY_FILESYSTEMS:
+    if warn and directory.filesystem not in MEMORY_FILESYSTEMS:
         log(
             "warning",
             f"secret directory {directory.path} is on {directory.filesystem or 'an unknown'} "
@@ -159,28 +209,125 @@ def _make_private(fd: int, path: str, owner: FileOwner) -> None:
 
 
 def write_secret_files(
-    directory: SecretDirectory, files: Sequence[SecretFile], owner: FileOwner
-) -> None:
-    """Write every file atomically, or none: stage all, then rename all."""
+    directory: SecretDirectory,
+    files: Sequence[SecretFile],
+    owner: FileOwner,
+    keep_previous: bool = False,
+) -> list[str]:
+    """Make ``files`` the directory's set, all at once, or change nothing when it holds them.
+
+    Returns the secrets whose file changed (new, other bytes, mode or owner,
+    or a wrong link at its name), in ``files``' order; empty when nothing
+    was written. The steps are in the module docstring. ``keep_previous``
+    (a refresh run): the generation just replaced stays for the supervisor
+    to remove a moment later, so that a reader whose lookup of
+    ``NAME -> ..data/NAME`` passed through it meanwhile still finds the file.
+    """
     for secret_file in files:
         _check_target(directory, secret_file)
-    staged: list[tuple[str, SecretFile]] = []
+    _check_not_a_directory(directory, DATA_LINK, "the secret directory's ..data link")
+    names = {secret_file.name for secret_file in files}
+    previous = _read_link(directory.fd, DATA_LINK)
+    current = _current_generation(directory.fd)
+    obsolete = [name for name in _links_into_data(directory.fd) if name not in names]
     try:
-        for secret_file in files:
-            staged.append((_stage(directory, secret_file, owner), secret_file))
-        while staged:
-            temporary, secret_file = staged[0]
-            try:
-                os.rename(
-                    temporary, secret_file.name, src_dir_fd=directory.fd, dst_dir_fd=directory.fd
-                )
-            except OSError as err:
-                raise _write_error(directory, secret_file, err) from None
-            staged.pop(0)
-        os.fsync(directory.fd)
+        changed = [
+            f.secret
+            for f in files
+            if current is None or not _holds(directory.fd, current, f, owner)
+        ]
+        unchanged = (
+            current is not None
+            and not changed
+            and not obsolete
+            and set(os.listdir(current)) == names
+        )
     finally:
-        for temporary, _ in staged:
-            _unlink_quietly(directory.fd, temporary)
+        if current is not None:
+            os.close(current)
+    if unchanged:
+        return []
+    generation = _write_generation(directory, files, owner)
+    with held_stop_signals():
+        try:
+            _link(directory, DATA_LINK, generation, owner)
+        except OSError as err:
+            _remove_quietly(directory.fd, generation)
+            raise WriteFailed(
+                f"cannot switch {directory.path} to the new files: {err.strerror}"
+            ) from None
+        for secret_file in files:
+            target = f"{DATA_LINK}/{secret_file.name}"
+            if _read_link(directory.fd, secret_file.name) != target:
+                try:
+                    _link(directory, secret_file.name, target, owner)
+                except OSError as err:
+                    raise _write_error(directory, secret_file, err) from None
+        for name in obsolete:
+            _unlink_quietly(directory.fd, name)
+        os.fsync(directory.fd)
+    for name in remove_stale(directory.fd, previous if keep_previous else None):
+        log(
+            "warning",
+            f"cannot remove {name} from {directory.path}: a stale generation stays",
+            event="stale_generation",
+            dir=directory.path,
+        )
+    return changed
+
+
+def open_state_directory(directory: SecretDirectory, owner: FileOwner) -> SecretDirectory:
+    """The private state directory (``..secretinit``, 0700) of ``directory``, opened.
+
+    Made if needed; a symlink there is refused, not followed. It is the
+    owner's (the application's user, who runs the refreshes), and never the
+    group's, even when the files are: it holds the start's environment.
+    """
+    path = os.path.join(directory.path, STATE_DIRECTORY)
+    created = False
+    try:
+        os.mkdir(STATE_DIRECTORY, 0o700, dir_fd=directory.fd)
+        created = True
+    except FileExistsError:
+        pass
+    except OSError as err:
+        raise WriteFailed(f"cannot create {path}: {err.strerror}") from None
+    try:
+        fd = os.open(STATE_DIRECTORY, _DIRECTORY_FLAGS, dir_fd=directory.fd)
+    except OSError as err:
+        reason = "it is a symlink" if err.errno == 40 else err.strerror  # ELOOP
+        raise WriteFailed(f"cannot use {path}: {reason}") from None
+    try:
+        info = os.fstat(fd)
+        if info.st_uid != owner.uid and os.geteuid() != 0:
+            raise WriteFailed(f"{path} belongs to uid {info.st_uid}, not to uid {owner.uid}")
+        if info.st_uid != owner.uid:  # root made it, for the user who runs the refreshes
+            os.fchown(fd, owner.uid, -1)
+        if stat.S_IMODE(info.st_mode) != 0o700:
+            os.fchmod(fd, 0o700)
+    except OSError as err:
+        os.close(fd)
+        raise WriteFailed(f"cannot make {path} private: {err.strerror}") from None
+    except BaseException:
+        os.close(fd)
+        raise
+    return SecretDirectory(path, fd, created, directory.filesystem)
+
+
+def write_private_file(
+    directory: SecretDirectory, name: str, data: bytes, owner: FileOwner
+) -> None:
+    """Replace file ``name`` of ``directory`` (mode 0600) atomically: state, not secrets."""
+    temporary = _temporary_name()
+    try:
+        _create(directory.fd, temporary, data, PRIVATE_MODE, owner)
+        os.rename(temporary, name, src_dir_fd=directory.fd, dst_dir_fd=directory.fd)
+    except OSError as err:
+        _unlink_quietly(directory.fd, temporary)
+        raise WriteFailed(
+            f"cannot write {os.path.join(directory.path, name)}: {err.strerror}"
+        ) from None
+    os.fsync(directory.fd)
 
 
 def _check_target(directory: SecretDirectory, secret_file: SecretFile) -> None:
@@ -189,38 +336,194 @@ def _check_target(directory: SecretDirectory, secret_file: SecretFile) -> None:
     if not is_valid_file_name(secret_file.name):
         raise WriteFailed(f"secret {secret_file.secret}: {secret_file.name!r} is not one file name")
     try:
-        info = os.stat(secret_file.name, dir_fd=directory.fd, follow_symlinks=False)
+        _check_not_a_directory(directory, secret_file.name, "")
+    except OSError as err:
+        raise _write_error(directory, secret_file, err) from None
+
+
+def _check_not_a_directory(directory: SecretDirectory, name: str, what: str) -> None:
+    try:
+        info = os.stat(name, dir_fd=directory.fd, follow_symlinks=False)
     except FileNotFoundError:
         return
     except OSError as err:
-        raise _write_error(directory, secret_file, err) from None
+        if not what:
+            raise
+        raise WriteFailed(f"cannot use {what} in {directory.path}: {err.strerror}") from None
     if stat.S_ISDIR(info.st_mode):
-        raise _write_error(directory, secret_file, IsADirectoryError(21, "Is a directory"))
+        if not what:
+            raise IsADirectoryError(21, "Is a directory")
+        raise WriteFailed(f"cannot use {what}: {directory.path}/{name} is a directory")
 
 
-def _stage(directory: SecretDirectory, secret_file: SecretFile, owner: FileOwner) -> str:
-    temporary = f"{TEMPORARY_PREFIX}{os.urandom(8).hex()}.tmp"
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+def _current_generation(dir_fd: int) -> int | None:
+    """The generation ``..data`` names, opened; None when there is none (or not one of ours)."""
+    target = _read_link(dir_fd, DATA_LINK)
+    if target is None or not is_generation(target):
+        return None
     try:
-        fd = os.open(temporary, flags, secret_file.mode, dir_fd=directory.fd)
+        # O_NOFOLLOW: the generation itself must be a directory, not a link onwards.
+        return os.open(target, _DIRECTORY_FLAGS, dir_fd=dir_fd)
+    except OSError:
+        return None
+
+
+def _holds(dir_fd: int, generation_fd: int, secret_file: SecretFile, owner: FileOwner) -> bool:
+    """Whether the current generation holds ``secret_file`` exactly, behind the right link."""
+    if _read_link(dir_fd, secret_file.name) != f"{DATA_LINK}/{secret_file.name}":
+        return False
+    try:
+        fd = os.open(
+            secret_file.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=generation_fd
+        )
+    except OSError:
+        return False
+    try:
+        info = os.fstat(fd)
+        if (
+            not stat.S_ISREG(info.st_mode)
+            or stat.S_IMODE(info.st_mode) != secret_file.mode
+            or (info.st_uid, info.st_gid) != (owner.uid, owner.gid)
+            or info.st_size != len(secret_file.data)
+        ):
+            return False
+        return _read_exactly(fd, info.st_size) == secret_file.data
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def _read_exactly(fd: int, size: int) -> bytes:
+    chunks = []
+    while size > 0 and (chunk := os.read(fd, size)):
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+def _links_into_data(dir_fd: int) -> list[str]:
+    """The names that are links into ``..data``: the files of the current set."""
+    found = []
+    for name in os.listdir(dir_fd):
+        target = _read_link(dir_fd, name)
+        if target is not None and target == f"{DATA_LINK}/{name}":
+            found.append(name)
+    return found
+
+
+def _read_link(dir_fd: int, name: str) -> str | None:
+    try:
+        return os.readlink(name, dir_fd=dir_fd)
+    except OSError:  # absent, or not a link
+        return None
+
+
+def _write_generation(
+    directory: SecretDirectory, files: Sequence[SecretFile], owner: FileOwner
+) -> str:
+    """A new generation directory holding ``files``, fsynced; its name."""
+    stamp = time.strftime("%Y_%m_%d_%H_%M_%S", time.gmtime())
+    name = f"..{stamp}.{os.urandom(8).hex()}"
+    try:
+        os.mkdir(name, 0o700, dir_fd=directory.fd)
+        fd = os.open(name, _DIRECTORY_FLAGS, dir_fd=directory.fd)
     except OSError as err:
-        raise _write_error(directory, secret_file, err) from None
+        raise WriteFailed(
+            f"cannot write a new set of files in {directory.path}: {err.strerror}"
+        ) from None
+    try:
+        try:
+            os.fchmod(fd, owner.directory_mode)  # the umask may have narrowed mkdir's mode
+            _give(fd, owner)
+        except OSError as err:
+            raise WriteFailed(
+                f"cannot write a new set of files in {directory.path}: {err.strerror}"
+            ) from None
+        for secret_file in files:
+            try:
+                _create(fd, secret_file.name, secret_file.data, secret_file.mode, owner)
+            except OSError as err:
+                raise _write_error(directory, secret_file, err) from None
+        os.fsync(fd)
+    except BaseException:  # an error, or a stop signal: nothing staged stays behind
+        os.close(fd)
+        _remove_quietly(directory.fd, name)
+        raise
+    os.close(fd)
+    return name
+
+
+def _create(dir_fd: int, name: str, data: bytes, mode: int, owner: FileOwner) -> None:
+    """Create ``name`` with ``mode`` and ``owner`` before its first byte; write and fsync it."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(name, flags, mode, dir_fd=dir_fd)
     try:
         # The umask can only have narrowed the mode; set it exactly, still
         # before a single byte is written.
-        os.fchmod(fd, secret_file.mode)
-        if os.geteuid() == 0:
-            os.fchown(fd, owner.uid, owner.gid)
-        view = memoryview(secret_file.data)
+        os.fchmod(fd, mode)
+        _give(fd, owner)
+        view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
         os.fsync(fd)
-    except OSError as err:
+    except BaseException:
         os.close(fd)
-        _unlink_quietly(directory.fd, temporary)
-        raise _write_error(directory, secret_file, err) from None
+        _unlink_quietly(dir_fd, name)
+        raise
     os.close(fd)
-    return temporary
+
+
+def _give(fd: int, owner: FileOwner) -> None:
+    """Make ``fd`` the owner's: root gives it away; anyone may set a group it is in."""
+    info = os.fstat(fd)
+    if (info.st_uid, info.st_gid) != (owner.uid, owner.gid):
+        os.fchown(fd, owner.uid if os.geteuid() == 0 else -1, owner.gid)
+
+
+def _link(directory: SecretDirectory, name: str, target: str, owner: FileOwner) -> None:
+    """Make ``name`` a symlink to ``target`` by renaming a fresh one over whatever is there."""
+    temporary = _temporary_name()
+    os.symlink(target, temporary, dir_fd=directory.fd)
+    try:
+        if os.geteuid() == 0:
+            os.chown(temporary, owner.uid, owner.gid, dir_fd=directory.fd, follow_symlinks=False)
+        os.rename(temporary, name, src_dir_fd=directory.fd, dst_dir_fd=directory.fd)
+    except BaseException:
+        _unlink_quietly(directory.fd, temporary)
+        raise
+
+
+def _temporary_name() -> str:
+    return f"{TEMPORARY_PREFIX}{os.urandom(8).hex()}.tmp"
+
+
+@contextmanager
+def held_stop_signals() -> Iterator[None]:
+    """Hold SIGTERM and SIGINT for a moment; act on them afterwards.
+
+    A stop signal raises in the main thread wherever it runs; between the
+    switch of ``..data`` and the last link it would leave a name without
+    its link. Outside the main thread no handler can run, so nothing is held.
+    Nested, the inner one hands what it held to the outer one.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    stops = (signal.SIGTERM, signal.SIGINT)
+    previous = {number: signal.signal(number, lambda n, _f: received.append(n)) for number in stops}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        for held in received:
+            handler = previous[signal.Signals(held)]
+            if callable(handler):
+                handler(held, None)
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), held)
 
 
 def _write_error(directory: SecretDirectory, secret_file: SecretFile, err: OSError) -> WriteFailed:
@@ -229,6 +532,13 @@ def _write_error(directory: SecretDirectory, secret_file: SecretFile, err: OSErr
     if isinstance(err, IsADirectoryError) or err.errno == 39:  # ENOTEMPTY
         reason = "a directory is in the way"
     return WriteFailed(f"secret {secret_file.secret}: cannot write {target}: {reason}")
+
+
+def _remove_quietly(dir_fd: int, generation: str) -> None:
+    try:
+        remove_generation(dir_fd, generation)
+    except OSError:
+        pass  # the next write removes it with the other stale entries
 
 
 def _unlink_quietly(dir_fd: int, name: str) -> None:

@@ -36,11 +36,11 @@ class Running:
         if pid_namespace:
             argv = [*PID_NAMESPACE, *argv]
         self.pid_namespace = pid_namespace
+        kwargs.setdefault("stderr", subprocess.PIPE)  # or a file, for a long-running log
         self.process = subprocess.Popen(  # type: ignore[call-overload]
             argv,
             env=full_env,
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
             **kwargs,
         )
         self._buffer = b""
@@ -91,12 +91,29 @@ class Running:
         """Wait for the exit; return (status, rest of stdout, stderr)."""
         out, err = self.process.communicate(timeout=timeout)
         rest = (self._buffer + out).decode()
-        return self.process.returncode, rest, err.decode()
+        return self.process.returncode, rest, err.decode() if err is not None else ""
 
     def kill(self) -> None:
+        """Kill secretinit and every process under it (the command holds stdout open)."""
         if self.process.poll() is None:
-            self.process.kill()
-            self.process.communicate()
+            for pid in [*descendants(self.process.pid), self.process.pid]:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            self.process.communicate(timeout=LINE_TIMEOUT)
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process under ``pid``, deepest first."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return []
+    found: list[int] = []
+    for child in map(int, children):
+        found += [*descendants(child), child]
+    return found
 
 
 def zombies_of(pid: int) -> list[int]:

@@ -29,7 +29,7 @@ def test_env_reference_becomes_a_private_file_on_tmpfs() -> None:
     script = (
         'cat "$DB_PASSWORD_FILE"; echo; env; '
         'dir="$(dirname "$DB_PASSWORD_FILE")"; '
-        'echo "mode $(stat -c %a "$DB_PASSWORD_FILE") $(stat -c %a "$dir")"; '
+        'echo "mode $(stat -L -c %a "$DB_PASSWORD_FILE") $(stat -c %a "$dir")"; '
         'echo "fs $(stat -f -c %T "$(dirname "$DB_PASSWORD_FILE")")"'
     )
     result = run_secretinit(
@@ -87,7 +87,9 @@ def test_fetch_writes_and_exits(tmp_path: Path) -> None:
         cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr
-    assert sorted(p.name for p in target.iterdir()) == ["API_TOKEN", "DB_PASSWORD", "tls.key"]
+    visible = sorted(p.name for p in target.iterdir() if not p.name.startswith(".."))
+    assert visible == ["API_TOKEN", "DB_PASSWORD", "tls.key"]
+    assert os.readlink(target / "DB_PASSWORD") == "..data/DB_PASSWORD"  # the layout
     assert (target / "DB_PASSWORD").read_text() == DEV_VALUE
     assert (
         (target / "tls.key").read_text().startswith("-----BEGIN PRIVATE KEY-----\nnot-a-real-key")
@@ -237,7 +239,7 @@ def test_export_value_and_none(tmp_path: Path) -> None:
     )
     script = (
         'echo "$USER|${PW-unset}|${PW_FILE-unset}"; cat "$DSN_FILE"; echo; '
-        'ls "$(dirname "$DSN_FILE")"; stat -c %a "$DSN_FILE"'
+        'ls "$(dirname "$DSN_FILE")"; stat -L -c %a "$DSN_FILE"'
     )
     result = run_secretinit(
         ["run", "--config", str(config), "--", "sh", "-c", script], {"PW": "stale"}
@@ -339,7 +341,7 @@ def test_symlink_planted_at_a_secret_file_is_replaced(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert victim.read_text() == "original"
-    assert not (target / "DB_PASSWORD").is_symlink()
+    assert os.readlink(target / "DB_PASSWORD") == "..data/DB_PASSWORD"  # ours, not the planted one
     assert (target / "DB_PASSWORD").read_text() == DEV_VALUE
 
 

@@ -100,6 +100,9 @@ COMMANDS = [
     ["check", "--config", "{bad}"],
     ["check", "--config", "{bad}", "--env-file", "{env_file}"],
     ["providers"],
+    ["run", "--config", "{good}", "--dir", "{dir}", "--refresh", "1", "--", "sleep", "2.5"],
+    ["fetch", "--config", "{bad}", "--dir", "{dir}", "--refresh", "1"],
+    ["status", "--dir", "{dir}"],
 ]
 
 
@@ -113,7 +116,7 @@ def test_no_value_in_stdout_or_stderr(planted: dict[str, str], command: list[str
         "SECRETINIT_LOG_LEVEL": "debug",
     }
     result = run_secretinit(args, env)
-    assert result.returncode in (0, 3, 69), result.stderr
+    assert result.returncode in (0, 1, 3, 69), result.stderr
     assert result.stderr or result.stdout  # something was said, and searched
     assert_no_leak(values(), result.stdout, result.stderr)
     if "{bad}" in command and "--env-file" not in command:
@@ -196,3 +199,21 @@ def test_no_value_in_argv_or_supervisor_environment(planted: dict[str, str]) -> 
         running.wait()
     finally:
         running.kill()
+
+
+def test_no_value_in_the_state_a_refresh_keeps(planted: dict[str, str]) -> None:
+    """The start record holds references and credentials, never a fetched value."""
+    env = {
+        "SECRETINIT_DOCKER_SECRETS_DIR": planted["SECRETINIT_DOCKER_SECRETS_DIR"],
+        "PYTHONPATH": planted["PYTHONPATH"],
+        "SECRETINIT_LOG_LEVEL": "debug",
+    }
+    args = ["run", "--config", planted["good"], "--dir", planted["dir"], "--refresh", "1"]
+    result = run_secretinit([*args, "--", "sleep", "1.5"], env)
+    assert result.returncode == 0, result.stderr
+    assert "refresh_done" in result.stderr or "refreshed" in result.stderr
+    state = Path(planted["dir"]) / "..secretinit"
+    assert sorted(p.name for p in state.iterdir()) == ["health", "start.json"]
+    assert_no_leak(
+        values(), result.stdout, result.stderr, *(p.read_bytes() for p in state.iterdir())
+    )

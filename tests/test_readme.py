@@ -131,10 +131,10 @@ def test_the_config_file_example_is_valid_and_checks(tmp_path: Path) -> None:
 
 
 def test_the_documented_problem_report(tmp_path: Path) -> None:
-    """The report the config section shows, for the example with `form` on its line 11."""
+    """The report the config section shows, for the example with `form` on its line 13."""
     example = config_example().splitlines()
-    assert example[10].startswith("from = ")
-    example[10] = "form" + example[10][4:]
+    assert example[12].startswith("from = ")
+    example[12] = "form" + example[12][4:]
     (tmp_path / "secretinit.toml").write_text("\n".join(example) + "\n")
     documented = blocks(section(README, "The config file"))[0].splitlines()
     result = shell("secretinit check --config secretinit.toml", cwd=tmp_path)

@@ -8,6 +8,7 @@ come to PID 1).
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import select
@@ -310,7 +311,7 @@ def test_user_runs_the_child_and_supervisor_unprivileged(tmp_path: Path) -> None
         "echo ids $(id -u) $(id -g) $(id -G); echo home $HOME; "
         'echo value $(cat "$DB_PASSWORD_FILE"); '
         'dir="$(dirname "$DB_PASSWORD_FILE")"; '
-        'echo file $(stat -c "%u:%g %a" "$DB_PASSWORD_FILE") $(stat -c "%u:%g %a" "$dir"); '
+        'echo file $(stat -L -c "%u:%g %a" "$DB_PASSWORD_FILE") $(stat -c "%u:%g %a" "$dir"); '
         'echo path "$DB_PASSWORD_FILE"; echo ready; exec sleep 60'
     )
     running = Running(
@@ -389,3 +390,13 @@ def test_program_argv_runs_this_secretinit() -> None:
     done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     assert __version__ in done.stdout
+
+
+@pytest.mark.usefixtures("require_root")
+def test_json_logs_still_work_once_root_is_dropped() -> None:
+    # After --user the interpreter's own files may be out of reach (here under
+    # /root): nothing the supervisor logs may need an import then.
+    result = run_secretinit(["run", "--user", "nobody", "--log-format", "json", "--", "true"])
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stderr.splitlines()]
+    assert records[-1]["event"] == "child_exited"

@@ -1,7 +1,8 @@
-"""The secret directory and its files: modes, owners, atomicity, hostile names."""
+"""The secret directory and its files: modes, owners, atomicity, hostile names, the layout."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import stat
@@ -13,8 +14,8 @@ import pytest
 from secretinit import WriteFailed
 from secretinit._log import LOGGER
 from secretinit._mounts import filesystem_type, mount_type
+from secretinit._supervisor import DATA_LINK, TEMPORARY_PREFIX
 from secretinit._writer import (
-    TEMPORARY_PREFIX,
     FileOwner,
     SecretFile,
     open_secret_directory,
@@ -41,17 +42,26 @@ def me() -> FileOwner:
     return FileOwner(os.geteuid(), os.getegid())
 
 
-def write(path: Path, *files: SecretFile, owner: FileOwner | None = None) -> None:
+def write(path: Path, *files: SecretFile, owner: FileOwner | None = None) -> list[str]:
     owner = owner or me()
     directory = open_secret_directory(str(path), owner)
     try:
-        write_secret_files(directory, files, owner)
+        return write_secret_files(directory, files, owner)
     finally:
         directory.close()
 
 
 def mode(path: Path) -> int:
-    return stat.S_IMODE(path.lstat().st_mode)
+    """The mode of what ``path`` names (a NAME is a link into ..data: the file's)."""
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def visible(path: Path) -> list[str]:
+    return sorted(p.name for p in path.iterdir() if not p.name.startswith(".."))
+
+
+def generations(path: Path) -> list[str]:
+    return sorted(p.name for p in path.iterdir() if p.name.startswith("..2"))
 
 
 def test_files_are_private_from_the_start(memory_dir: Path) -> None:
@@ -69,7 +79,12 @@ def test_files_are_private_from_the_start(memory_dir: Path) -> None:
     assert mode(memory_dir / "A") == 0o400
     assert (memory_dir / "b.key").read_bytes() == b"\x00binary\xff"
     assert mode(memory_dir / "b.key") == 0o440
-    assert sorted(p.name for p in memory_dir.iterdir()) == ["A", "b.key"]
+    assert visible(memory_dir) == ["A", "b.key"]
+    [generation] = generations(memory_dir)
+    assert sorted(p.name for p in memory_dir.iterdir()) == [generation, DATA_LINK, "A", "b.key"]
+    assert os.readlink(memory_dir / DATA_LINK) == generation
+    assert os.readlink(memory_dir / "A") == "..data/A"
+    assert stat.S_IMODE((memory_dir / generation).lstat().st_mode) == 0o700
     assert filesystem_type(str(memory_dir)) == "tmpfs"
 
 
@@ -88,7 +103,7 @@ def test_symlink_at_the_target_is_replaced_not_followed(memory_dir: Path, tmp_pa
     (memory_dir / "A").symlink_to(victim)
     write(memory_dir, SecretFile("A", "A", b"secret", 0o400))
     assert victim.read_text() == "untouched"
-    assert not (memory_dir / "A").is_symlink()
+    assert os.readlink(memory_dir / "A") == "..data/A"
     assert (memory_dir / "A").read_bytes() == b"secret"
 
 
@@ -112,7 +127,9 @@ def test_directory_in_the_way_writes_nothing(memory_dir: Path) -> None:
     assert sorted(p.name for p in memory_dir.iterdir()) == ["B"]  # A was not written either
 
 
-@pytest.mark.parametrize("name", ["..", ".", "a/b", "../escape", "/etc/passwd", ""])
+@pytest.mark.parametrize(
+    "name", ["..", ".", "a/b", "../escape", "/etc/passwd", "", "..data", "..2025_01_01"]
+)
 def test_names_that_leave_the_directory_are_refused(memory_dir: Path, name: str) -> None:
     with pytest.raises(WriteFailed, match="is not one file name"):
         write(memory_dir, SecretFile("X", name, b"x", 0o400))
@@ -125,6 +142,7 @@ def test_a_failed_write_leaves_no_temporary_file(memory_dir: Path) -> None:
     with pytest.raises(WriteFailed):
         write(memory_dir, SecretFile("A", "A", b"a", 0o400), SecretFile("C", "C", b"c", 0o400))
     assert not [p for p in memory_dir.iterdir() if p.name.startswith(TEMPORARY_PREFIX)]
+    assert generations(memory_dir) == []
 
 
 def test_existing_directory_is_made_private(memory_dir: Path) -> None:
@@ -207,3 +225,219 @@ def test_mount_table_parsing() -> None:
 
 def test_a_path_to_be_created_is_judged_by_its_parent(memory_dir: Path) -> None:
     assert filesystem_type(str(memory_dir / "not" / "yet")) == "tmpfs"
+
+
+def secret(name: str, data: bytes, mode: int = 0o400) -> SecretFile:
+    return SecretFile(name, name, data, mode)
+
+
+def test_an_unchanged_set_is_not_written_again(memory_dir: Path) -> None:
+    assert write(memory_dir, secret("A", b"one"), secret("B", b"two")) == ["A", "B"]
+    before = os.readlink(memory_dir / DATA_LINK)
+    assert write(memory_dir, secret("A", b"one"), secret("B", b"two")) == []
+    assert os.readlink(memory_dir / DATA_LINK) == before
+    assert generations(memory_dir) == [before]
+
+
+def test_a_change_swaps_the_whole_set_and_the_old_one_goes(memory_dir: Path) -> None:
+    write(memory_dir, secret("A", b"one"), secret("B", b"two"))
+    first = os.readlink(memory_dir / DATA_LINK)
+    assert write(memory_dir, secret("A", b"one"), secret("B", b"three")) == ["B"]
+    second = os.readlink(memory_dir / DATA_LINK)
+    assert second != first
+    assert generations(memory_dir) == [second]
+    assert (memory_dir / "A").read_bytes() == b"one"
+    assert (memory_dir / "B").read_bytes() == b"three"
+    # A mode is part of what a file is: changing it is a change.
+    assert write(memory_dir, secret("A", b"one", 0o440), secret("B", b"three")) == ["A"]
+    assert mode(memory_dir / "A") == 0o440
+
+
+def test_a_name_no_longer_written_disappears(memory_dir: Path) -> None:
+    write(memory_dir, secret("A", b"a"), secret("B", b"b"))
+    write(memory_dir, secret("A", b"a"))
+    assert visible(memory_dir) == ["A"]
+    assert not os.path.lexists(memory_dir / "B")
+    assert os.listdir(memory_dir / DATA_LINK) == ["A"]
+
+
+def test_what_a_killed_write_left_is_removed_by_the_next(memory_dir: Path) -> None:
+    write(memory_dir, secret("A", b"a"))
+    stale = memory_dir / "..2000_01_01_00_00_00.0123456789abcdef"
+    stale.mkdir()
+    (stale / "A").write_bytes(b"old")
+    (memory_dir / f"{TEMPORARY_PREFIX}0123456789abcdef.tmp").symlink_to("..data/A")
+    write(memory_dir, secret("A", b"a2"))
+    assert generations(memory_dir) == [os.readlink(memory_dir / DATA_LINK)]
+    assert not [p for p in memory_dir.iterdir() if p.name.startswith(TEMPORARY_PREFIX)]
+
+
+def test_a_planted_data_link_is_replaced_not_followed(memory_dir: Path, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "A").write_text("planted")
+    memory_dir.mkdir(mode=0o700)
+    (memory_dir / DATA_LINK).symlink_to(elsewhere)
+    (memory_dir / "A").symlink_to("..data/A")
+    assert write(memory_dir, secret("A", b"secret")) == ["A"]  # never taken for the current set
+    assert (memory_dir / "A").read_bytes() == b"secret"
+    assert os.readlink(memory_dir / DATA_LINK) in generations(memory_dir)
+    assert (elsewhere / "A").read_text() == "planted"
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["A"]
+
+
+def test_a_directory_at_data_stops_the_write(memory_dir: Path) -> None:
+    memory_dir.mkdir(mode=0o700)
+    (memory_dir / DATA_LINK).mkdir()
+    with pytest.raises(WriteFailed, match=r"\.\.data is a directory"):
+        write(memory_dir, secret("A", b"a"))
+    assert visible(memory_dir) == []
+    assert generations(memory_dir) == []
+
+
+def test_stop_signals_are_held_while_the_links_change() -> None:
+    import signal
+    import time
+
+    from secretinit._writer import held_stop_signals
+
+    got: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda number, _frame: got.append(number))
+    try:
+        with held_stop_signals():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)  # an unheld handler would have run by now
+            assert got == []
+        assert got == [signal.SIGTERM]
+        got.clear()
+        with held_stop_signals():  # nested (a refresh run around the writer's own)
+            with held_stop_signals():
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.05)
+            assert got == []  # handed to the outer one
+        assert got == [signal.SIGTERM]
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_a_write_that_fails_midway_leaves_the_old_set(memory_dir: Path) -> None:
+    import resource
+
+    write(memory_dir, secret("A", b"small"), secret("B", b"b"))
+    before = os.readlink(memory_dir / DATA_LINK)
+    pid = os.fork()
+    if pid == 0:  # a file size limit makes the second file's write fail (EFBIG)
+        try:
+            hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
+            resource.setrlimit(resource.RLIMIT_FSIZE, (4096, hard))
+            write(memory_dir, secret("A", b"new"), secret("B", b"x" * 8192))
+        except WriteFailed as err:
+            os._exit(3 if "secret B: cannot write" in str(err) else 4)
+        finally:
+            os._exit(5)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 3
+    assert os.readlink(memory_dir / DATA_LINK) == before
+    assert generations(memory_dir) == [before]
+    assert (memory_dir / "A").read_bytes() == b"small"
+    assert not [p for p in memory_dir.iterdir() if p.name.startswith(TEMPORARY_PREFIX)]
+
+
+# A reader in another process, as the application is: through ..data (one
+# consistent set) and through each NAME (what NAME_FILE names), checking each
+# file's bytes, length, mode and owner against the generation it claims.
+HAMMERING_READER = r"""
+import json, os, stat, sys
+directory, stop, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
+counts = dict(sets=0, reads=0, partial=0, mixed=0, mode=0, missing=0)
+modes = {"A": 0o400, "B": 0o440}
+
+def read(name, dir_fd=None):
+    fd = os.open(name if dir_fd is not None else os.path.join(directory, name), os.O_RDONLY,
+                 dir_fd=dir_fd)
+    try:
+        info = os.fstat(fd)
+        data = b""
+        while chunk := os.read(fd, 1 << 16):
+            data += chunk
+    finally:
+        os.close(fd)
+    counts["reads"] += 1
+    if stat.S_IMODE(info.st_mode) != modes[name] or info.st_uid != os.geteuid():
+        counts["mode"] += 1
+    generation = data[:8]
+    if len(data) != size or data != generation * (size // 8) or generation[:1] != name.encode():
+        counts["partial"] += 1
+    return generation[1:]
+
+while not os.path.exists(stop):
+    try:
+        data_fd = os.open(os.path.join(directory, "..data"), os.O_RDONLY | os.O_DIRECTORY)
+    except FileNotFoundError:
+        continue
+    try:
+        if read("A", data_fd) != read("B", data_fd):
+            counts["mixed"] += 1
+        counts["sets"] += 1
+    except FileNotFoundError:
+        counts["missing"] += 1  # the generation was removed after the swap: open ..data again
+    finally:
+        os.close(data_fd)
+    for name in ("A", "B"):
+        try:
+            read(name)
+        except FileNotFoundError:
+            counts["missing"] += 1
+print(json.dumps(counts))
+"""
+
+
+def test_a_hammering_reader_never_sees_a_partial_file_a_mixed_set_or_another_mode(
+    memory_dir: Path,
+) -> None:
+    import subprocess
+    import sys
+    import time
+
+    size = 8 * 4096  # large enough that a torn write would show
+    owner = me()
+
+    def rotate(number: int) -> list[str]:
+        files = [
+            SecretFile(name, name, f"{name}{number:07d}".encode() * (size // 8), mode)
+            for name, mode in (("A", 0o400), ("B", 0o440))
+        ]
+        directory = open_secret_directory(str(memory_dir), owner)
+        try:
+            # As a refresh run writes: the replaced generation stays a moment.
+            return write_secret_files(directory, files, owner, keep_previous=True)
+        finally:
+            directory.close()
+
+    rotate(0)
+    stop = memory_dir.parent / "stop"
+    reader = subprocess.Popen(
+        [sys.executable, "-c", HAMMERING_READER, str(memory_dir), str(stop), str(size)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    rotations = 300
+    try:
+        time.sleep(0.2)  # the reader is reading before the first rotation
+        for number in range(1, rotations + 1):
+            assert rotate(number) == ["A", "B"]
+            time.sleep(0.005)  # a refresh period, shrunk: the reader runs between swaps
+    finally:
+        stop.touch()
+        out, _ = reader.communicate(timeout=60)
+    counts = json.loads(out)
+    assert counts["sets"] > rotations, counts  # it did read all along the rotations
+    assert counts["partial"] == 0, counts
+    assert counts["mixed"] == 0, counts
+    assert counts["mode"] == 0, counts
+    # A reader stalled across two whole swaps may still miss a file (here,
+    # with swaps 5 ms apart, rarely); removing the replaced generation at
+    # once, one swap in ten or more made it miss (see the writer's docstring).
+    assert counts["missing"] < rotations * 0.05, counts
+    current = os.readlink(memory_dir / DATA_LINK)
+    assert len(generations(memory_dir)) == 2 and current in generations(memory_dir)

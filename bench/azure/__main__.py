@@ -186,7 +186,10 @@ def reads_table(fake: dict[str, str], work: Path, runs: int, warmup: int) -> str
 def _emptier(directory: Path) -> Callable[[], None]:
     def empty() -> None:
         for entry in directory.iterdir():
-            entry.unlink()
+            if entry.is_dir() and not entry.is_symlink():  # secretinit's generation directory
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
 
     return empty
 

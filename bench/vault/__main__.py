@@ -102,7 +102,10 @@ def agent_config(job: Job, address: str, token_file: Path, out: Path) -> str:
 def clear(directory: Path) -> Callable[[], None]:
     def before() -> None:
         for entry in os.scandir(directory):
-            os.unlink(entry.path)
+            if entry.is_dir(follow_symlinks=False):  # secretinit's generation directory
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
 
     return before
 

@@ -159,7 +159,7 @@ def test_swarm_stack_drops_root_and_hides_the_swarm_secrets(
     assert set(uid_line.split()[1:]) == {str(APP_UID)}, "PID 1 kept root"
     assert "secretinit/_supervisor.py" in container.read("/proc/1/cmdline", user="0")
     assert container.exec("stat", "-f", "-c", "%T", SECRET_DIR).stdout.strip() == "tmpfs"
-    listing = container.exec("stat", "-c", "%a %u", SECRET_DIR, f"{SECRET_DIR}/tls.key")
+    listing = container.exec("stat", "-L", "-c", "%a %u", SECRET_DIR, f"{SECRET_DIR}/tls.key")
     assert listing.stdout.split("\n")[:2] == [f"700 {APP_UID}", f"400 {APP_UID}"]
     assert (
         container.read(f"{SECRET_DIR}/tls.key", user=str(APP_UID)).encode()

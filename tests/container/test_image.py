@@ -112,7 +112,7 @@ def test_application_runs_as_non_root_child_of_pid1(running: Container) -> None:
 def test_secret_files_private_on_tmpfs(running: Container, planted: dict[str, str]) -> None:
     assert running.exec("stat", "-f", "-c", "%T", SECRET_DIR).stdout.strip() == "tmpfs"
     listing = running.exec(
-        "stat", "-c", "%n %a %u %g", SECRET_DIR, *(f"{SECRET_DIR}/{name}" for name in planted)
+        "stat", "-L", "-c", "%n %a %u %g", SECRET_DIR, *(f"{SECRET_DIR}/{name}" for name in planted)
     )
     assert listing.returncode == 0, listing.stderr
     lines = listing.stdout.splitlines()
@@ -154,7 +154,7 @@ def test_without_a_tmpfs_mount_files_go_to_private_shm(
     directory = str(Path(paths[0]).parent)
     assert directory.startswith("/dev/shm/secretinit-")
     assert container.exec("stat", "-f", "-c", "%T", directory).stdout.strip() == "tmpfs"
-    modes = container.exec("stat", "-c", "%a %u", directory, *paths).stdout.split("\n")
+    modes = container.exec("stat", "-L", "-c", "%a %u", directory, *paths).stdout.split("\n")
     assert modes[:3] == [f"700 {APP_UID}", f"400 {APP_UID}", f"400 {APP_UID}"]
 
 
