@@ -24,6 +24,8 @@ from secretinit import (
     FetchResult,
     Provider,
     SecretRef,
+    Throttled,
+    Unreachable,
     run_bounded,
     select_key,
 )
@@ -131,15 +133,29 @@ class SecretManagerProvider(Provider):
             error = describe_error(err, "the secrets", self._endpoint(None), identity.source)
             return {**results, **dict.fromkeys(reads, error)}
 
-        def on_error(read: Read, err: Exception) -> FetchError:
-            return describe_error(err, read[1], self._endpoint(read[0]), identity.source)
+        throttled: dict[str, Throttled] = {}  # project -> its RESOURCE_EXHAUSTED in this fetch
+
+        def read_once(read: Read) -> bytes | FetchError:
+            # Quotas are per project: a project over its quota gets no more
+            # requests in this fetch; the core waits (RetryInfo's delay, if
+            # sent), then retries what is left.
+            project = read[1].split("/")[1]
+            if project in throttled:
+                return throttled[project]
+            try:
+                return self._access(read, deadline)
+            except Exception as err:
+                error = describe_error(err, read[1], self._endpoint(read[0]), identity.source)
+                if isinstance(error, Throttled):
+                    throttled.setdefault(project, error)
+                return error
 
         outcomes = run_bounded(
-            lambda read: self._access(read, deadline),
+            read_once,
             list(dict.fromkeys(reads.values())),
             concurrency=self.concurrency,
             deadline=deadline,
-            on_error=on_error,
+            late=Unreachable("no answer from Secret Manager within the deadline"),
             name="secretinit-gcp",
         )
         for ref, read in reads.items():

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from secretinit import AccessDenied, FetchError, NotFound, Unreachable
+from secretinit import AccessDenied, FetchError, NotFound, Throttled, Unreachable
 
 MAX_DETAIL = 200
-#: Statuses that a later attempt may not get: the core retries them to its deadline.
-TRANSIENT = frozenset(
-    {"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "INTERNAL", "ABORTED", "UNKNOWN"}
-)
+#: Statuses that a later attempt may not get: the core retries them to its deadline
+#: (RESOURCE_EXHAUSTED too, as Throttled, not before the RetryInfo delay).
+TRANSIENT = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "INTERNAL", "ABORTED", "UNKNOWN"})
 
 
 class ChecksumMismatch(FetchError):
@@ -35,6 +34,9 @@ def describe_error(err: Exception, name: str, endpoint: str, source: str) -> Fet
         return err
     if isinstance(err, api.GoogleAPICallError):
         status, message = _status(err)
+        if status in ("RESOURCE_EXHAUSTED", "HTTP 429"):
+            said = f"{status}: {shorten(message)}" if message else status
+            return Throttled(f"{endpoint} answered {said}", retry_delay(err))
         return _from_status(status, message, name, endpoint, source)
     if isinstance(err, auth.GoogleAuthError):
         # The token expired mid-run and could not be renewed.
@@ -64,6 +66,25 @@ def _status(err: Any) -> tuple[str, str]:
     return _name(err), str(getattr(err, "message", "") or "")
 
 
+def retry_delay(err: Any) -> float | None:
+    """The wait a ``google.rpc.RetryInfo`` detail of ``err`` asks for, in seconds, if any.
+
+    Over gRPC the details arrive as messages, over REST as JSON objects.
+    """
+    for detail in getattr(err, "details", None) or ():
+        if isinstance(detail, dict):
+            if str(detail.get("@type", "")).endswith("google.rpc.RetryInfo"):
+                text = str(detail.get("retryDelay", ""))
+                try:
+                    return max(0.0, float(text.removesuffix("s")))
+                except ValueError:
+                    return None
+        elif type(detail).__name__ == "RetryInfo":
+            delay = detail.retry_delay
+            return max(0.0, float(delay.seconds) + float(delay.nanos) / 1e9)
+    return None
+
+
 def _name(err: Any) -> str:
     code = getattr(err, "grpc_status_code", None)
     if code is not None:
@@ -90,7 +111,7 @@ def _from_status(status: str, message: str, name: str, endpoint: str, source: st
             f"TLS with {endpoint} failed (is its certificate's CA in "
             f"GRPC_DEFAULT_SSL_ROOTS_FILE_PATH?): certificate verify failed"
         )
-    if status in TRANSIENT or status in ("HTTP 429", "HTTP 502", "HTTP 503", "HTTP 504"):
+    if status in TRANSIENT or status in ("HTTP 502", "HTTP 503", "HTTP 504"):
         return Unreachable(f"{endpoint} answered {said}")
     return FetchError(f"Secret Manager refused to read {name} ({said})")
 

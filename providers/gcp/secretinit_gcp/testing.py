@@ -45,6 +45,7 @@ __all__ = ["Certificates", "FakeSecretManager", "make_certificates"]
 
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 GRPC_SERVICE = "google.cloud.secretmanager.v1.SecretManagerService"
+RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
 # gRPC status names and the HTTP status the REST API answers each with.
 HTTP_STATUS = {
     "INVALID_ARGUMENT": 400,
@@ -81,6 +82,18 @@ class _Version:
 class _Fault:
     code: str
     remaining: int
+    retry_after: int | None = None  # seconds, sent as a google.rpc.RetryInfo detail
+
+
+class Refusal(str):
+    """An error message that may carry a ``RetryInfo`` delay (seconds)."""
+
+    retry_after: int | None
+
+    def __new__(cls, message: str, retry_after: int | None = None) -> Refusal:
+        refusal = super().__new__(cls, message)
+        refusal.retry_after = retry_after
+        return refusal
 
 
 @dataclass
@@ -192,12 +205,18 @@ class FakeSecretManager:
         code: str,
         times: int,
         *,
+        retry_after: int | None = None,
         project: str | None = None,
         location: str | None = None,
     ) -> None:
-        """Answer the next ``times`` reads of ``secret`` with ``code`` (``UNAVAILABLE``, ...)."""
+        """Answer the next ``times`` reads of ``secret`` with ``code`` (``UNAVAILABLE``, ...).
+
+        ``retry_after``: seconds to send as a ``google.rpc.RetryInfo`` detail, as
+        Google's front ends do with ``RESOURCE_EXHAUSTED``.
+        """
+        key = (project or self.project, location, secret)
         with self.lock:
-            self._state.faults[(project or self.project, location, secret)] = _Fault(code, times)
+            self._state.faults[key] = _Fault(code, times, retry_after)
 
     def corrupt(
         self, secret: str, *, project: str | None = None, location: str | None = None
@@ -372,6 +391,9 @@ class FakeSecretManager:
                 endpoint, "grpc", request.name, metadata.get("authorization")
             )
             if code != "OK":
+                delay = getattr(answer, "retry_after", None)
+                if delay is not None:
+                    context.abort_with_status(_grpc_status(code, answer, delay))
                 context.abort(getattr(grpc.StatusCode, code), answer)
             payload = resources.SecretPayload(data=answer["data"], data_crc32c=answer["crc32c"])
             return service.AccessSecretVersionResponse(name=answer["name"], payload=payload)
@@ -447,7 +469,9 @@ class FakeSecretManager:
             fault = self._state.faults.get(key)
             if fault is not None and fault.remaining > 0:
                 fault.remaining -= 1
-                return fault.code, FAULT_MESSAGES.get(fault.code, fault.code)
+                return fault.code, Refusal(
+                    FAULT_MESSAGES.get(fault.code, fault.code), fault.retry_after
+                )
             if key in self._state.denied:
                 return "PERMISSION_DENIED", (
                     f"Permission 'secretmanager.versions.access' denied for resource '{name}' "
@@ -608,7 +632,23 @@ class _ApiHandler(_Handler):
 
 
 def _rest_error(code: str, message: str) -> dict[str, Any]:
-    return {"error": {"code": HTTP_STATUS[code], "message": message, "status": code}}
+    error: dict[str, Any] = {"code": HTTP_STATUS[code], "message": message, "status": code}
+    delay = getattr(message, "retry_after", None)
+    if delay is not None:
+        error["details"] = [{"@type": RETRY_INFO, "retryDelay": f"{delay}s"}]
+    return {"error": error}
+
+
+def _grpc_status(code: str, message: str, delay: int) -> Any:
+    """A gRPC status with a ``RetryInfo`` detail, as ``context.abort_with_status`` takes it."""
+    from google.protobuf import any_pb2, duration_pb2  # type: ignore[import-untyped]
+    from google.rpc import code_pb2, error_details_pb2, status_pb2  # type: ignore[import-untyped]
+    from grpc_status import rpc_status  # type: ignore[import-untyped]
+
+    detail = any_pb2.Any()
+    detail.Pack(error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=delay)))
+    status = status_pb2.Status(code=getattr(code_pb2, code), message=str(message), details=[detail])
+    return rpc_status.to_status(status)
 
 
 class _CredentialHandler(_Handler):

@@ -13,6 +13,7 @@ import json
 import os
 import stat
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -157,14 +158,17 @@ def test_fetch_retries_unavailable_and_quota_errors(
 ) -> None:
     fake.add_version("throttled", b"throttled-value")
     fake.add_version("flaky", b"flaky-value")
-    fake.fault("throttled", "RESOURCE_EXHAUSTED", times=2)
+    fake.fault("throttled", "RESOURCE_EXHAUSTED", times=2, retry_after=1)
     fake.fault("flaky", "UNAVAILABLE", times=2)
     env = {"THROTTLED": "gcp-sm://throttled", "FLAKY": "gcp-sm://flaky"}
     out = tmp_path / "out"
     config = write_config(tmp_path, fake.provider_options())
     args = ["fetch", "--config", str(config), "--dir", str(out), "--timeout", "20s"]
+    started = time.monotonic()
     result = run_secretinit(args, env, timeout=60)
     assert result.returncode == 0, result.stderr
+    # Each RESOURCE_EXHAUSTED asked for 1 s (RetryInfo): never retried sooner.
+    assert time.monotonic() - started >= 2
     assert (out / "THROTTLED").read_bytes() == b"throttled-value"
     assert (out / "FLAKY").read_bytes() == b"flaky-value"
     assert stat.S_IMODE(os.stat(out / "FLAKY").st_mode) == 0o400

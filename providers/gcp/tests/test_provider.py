@@ -23,6 +23,7 @@ from secretinit import (
     FetchError,
     NotFound,
     SecretRef,
+    Throttled,
     Unreachable,
     parse_reference,
 )
@@ -321,9 +322,7 @@ def test_a_checksum_mismatch_is_an_error_never_a_value(
     assert "tampered-value" not in f"{result} {result!r}"
 
 
-@pytest.mark.parametrize(
-    "code", ["UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "INTERNAL"]
-)
+@pytest.mark.parametrize("code", ["UNAVAILABLE", "DEADLINE_EXCEEDED", "INTERNAL"])
 def test_transient_statuses_are_unreachable_and_not_retried_by_the_library(
     fake: FakeSecretManager, provider: SecretManagerProvider, code: str
 ) -> None:
@@ -335,6 +334,34 @@ def test_transient_statuses_are_unreachable_and_not_retried_by_the_library(
     # One request: the library's own retry (2 s, then up to 60 s) is off.
     assert [access.code for access in fake.accesses] == [code]
     assert fetch_one(provider, "gcp-sm://flaky") == b"flaky-value"  # as the core's retry does
+
+
+@pytest.mark.parametrize("retry_after", [None, 7])
+def test_quota_exhausted_is_throttled_and_stops_the_projects_reads(
+    fake: FakeSecretManager, transport: str, retry_after: int | None
+) -> None:
+    for name in ("a", "b", "c"):
+        fake.add_version(name, b"value")
+    fake.add_version("other", b"other-value", project="other-project")
+    fake.fault("a", "RESOURCE_EXHAUSTED", times=1, retry_after=retry_after)
+    # One read at a time, so that the throttled read comes first.
+    provider = SecretManagerProvider(
+        "gcp-sm", {**fake.provider_options(transport), "concurrency": 1}
+    )
+    try:
+        refs = [*(f"gcp-sm://{n}" for n in "abc"), "gcp-sm://projects/other-project/secrets/other"]
+        result = fetch(provider, [parse_reference(text) for text in refs])
+    finally:
+        provider.close()
+    errors = list(result.values())[:3]
+    for error in errors:
+        assert isinstance(error, Throttled), error
+        assert error.transient
+        assert error.retry_after == retry_after
+        assert "RESOURCE_EXHAUSTED: Quota exceeded" in str(error)
+    # The project over its quota got no further request; another project did.
+    assert [access.name.split("/")[3] for access in fake.accesses] == ["a", "other"]
+    assert list(result.values())[3] == b"other-value"
 
 
 def test_a_slow_answer_ends_at_the_deadline(
