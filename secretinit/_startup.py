@@ -13,6 +13,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from secretinit._capabilities import require_user_switch
 from secretinit._declaration import PROBLEMS_HEADER, Declaration, SecretSpec, collect_declaration
 from secretinit._errors import (
     ConfigError,
@@ -188,9 +189,11 @@ def _identity(options: StartOptions, declaration: Declaration) -> Identity | Non
             f"{declaration.place('defaults', 'user')}: [defaults] user {reason}"
         )
         return None
+    given = "--user" if options.user else "[defaults] user"
     if os.geteuid() != 0 and not identity.is_current:
-        given = "--user" if options.user else "[defaults] user"
         raise UsageError(f"{given} {user} needs root: secretinit runs as uid {os.geteuid()}")
+    if user and not identity.is_current and not options.checking:
+        require_user_switch(f"{given} {user}")
     if settings.group is not None:
         try:
             identity.with_group(settings.group)
