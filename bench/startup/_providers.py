@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
@@ -20,7 +21,7 @@ from pathlib import Path
 from bench._common import Contender, time_command
 
 HERE = Path(__file__).resolve().parent
-PROVIDERS = ("vault", "aws-sm", "azure-kv")
+PROVIDERS = ("vault", "aws-sm", "azure-kv", "gcp-sm")
 
 HVAC_SCRIPT = """
 import os, sys, hvac
@@ -44,6 +45,17 @@ from azure.keyvault.secrets import SecretClient
 client = SecretClient(sys.argv[2], DefaultAzureCredential(), verify_challenge_resource=False)
 fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o400)
 os.write(fd, client.get_secret("bench-0").value.encode())
+os.close(fd)
+"""
+GCP_SCRIPT = """
+import os, sys, google.auth
+from google.cloud import secretmanager
+credentials, project = google.auth.default()
+client = secretmanager.SecretManagerServiceClient(
+    credentials=credentials, transport="grpc", client_options={"api_endpoint": sys.argv[2]})
+name = f"projects/{project}/secrets/bench-0/versions/latest"
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o400)
+os.write(fd, client.access_secret_version(name=name).payload.data)
 os.close(fd)
 """
 
@@ -104,10 +116,24 @@ def azure(work: Path) -> Iterator[Store]:
         yield Store("azure-kv", env, reference, AZURE_SCRIPT, fake["vault_url"])
 
 
+@contextmanager
+def gcp(work: Path) -> Iterator[Store]:
+    from bench.gcp.__main__ import environment, fake_service
+
+    with fake_service(0.0) as fake:
+        env = environment(fake, work / "home")
+        endpoint = fake.addresses["grpc"]  # the provider's default transport
+        config = work / "gcp.toml"
+        config.write_text(f'[providers.gcp]\ntransport = "grpc"\nendpoint = "{endpoint}"\n')
+        env["SECRETINIT_CONFIG"] = str(config)
+        yield Store("gcp-sm", env, "gcp-sm://bench-0", GCP_SCRIPT, endpoint)
+
+
 STORES: dict[str, Callable[[Path], AbstractContextManager[Store]]] = {
     "vault": vault,
     "aws-sm": aws,
     "azure-kv": azure,
+    "gcp-sm": gcp,
 }
 
 
@@ -122,6 +148,21 @@ def _emptier(directory: Path) -> Callable[[], None]:
     return empty
 
 
+def has_provider(bin_dir: Path, scheme: str) -> bool:
+    """Whether the secretinit of ``bin_dir`` has a provider for ``scheme`` installed."""
+    probe = subprocess.run(
+        [str(bin_dir / "python"), "-I", "-c", PROBE, scheme], capture_output=True, check=False
+    )
+    return probe.returncode == 0
+
+
+PROBE = """
+import sys
+from secretinit._registry import ProviderRegistry
+ProviderRegistry().load(sys.argv[1])
+"""
+
+
 def contenders(store: Store, bins: dict[str, Path], work: Path) -> list[Contender]:
     """The fetch of one secret by each secretinit (label -> bin directory) and by the SDK."""
     found = []
@@ -131,6 +172,8 @@ def contenders(store: Store, bins: dict[str, Path], work: Path) -> list[Contende
     env["BENCH_SECRET"] = store.reference
     env["SECRETINIT_LOG_LEVEL"] = "warning"
     for label, bin_dir in bins.items():
+        if not has_provider(bin_dir, store.scheme):
+            continue  # a provider newer than the baseline
         out = work / "out" / f"{store.scheme}-{label}"
         out.mkdir(parents=True, mode=0o700)
         argv = [str(bin_dir / "secretinit"), "fetch", "--dir", str(out)]
