@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 
 from secretinit._mounts import MEMORY_FILESYSTEMS, filesystem_type
-from secretinit._writer import DEFAULT_DIR, SHARED_MEMORY, FileOwner
+from secretinit._writer import DEFAULT_DIR, SHARED_MEMORY, FileOwner, make_fresh_directory
 
 
 def probe_directory(requested: str | None, owner: FileOwner) -> tuple[str, str | None, str | None]:
@@ -63,19 +63,10 @@ def _problem(path: str, owner: FileOwner) -> str | None:
 
 
 def _try_directory(parent: str) -> str | None:
-    """Why no directory can be made in ``parent`` (the OS's words), or None.
-
-    What tempfile.mkdtemp does (a fresh name, mode 0700), without importing
-    tempfile, which costs more than the rest of the probe.
-    """
-    for _attempt in range(100):
-        probe = os.path.join(parent, f".secretinit-check-{os.urandom(6).hex()}")
-        try:
-            os.mkdir(probe, 0o700)
-        except FileExistsError:
-            continue
-        except OSError as err:
-            return err.strerror or type(err).__name__
-        os.rmdir(probe)
-        return None
-    return "no unused name for a probe directory"
+    """Why no directory can be made in ``parent`` (the OS's words), or None."""
+    try:
+        probe = make_fresh_directory(parent, ".secretinit-check-")
+    except OSError as err:
+        return err.strerror or type(err).__name__
+    os.rmdir(probe)
+    return None

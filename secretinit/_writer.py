@@ -178,21 +178,31 @@ def _private_directory_under(
     parent: str, owner: FileOwner, tried: list[str]
 ) -> SecretDirectory | None:
     """A fresh directory with a random name under ``parent``; None (and why in ``tried``)."""
+    try:
+        path = make_fresh_directory(parent, "secretinit-")
+    except OSError as err:
+        log("debug", f"not using {parent}: {err.strerror}", event="directory_skipped")
+        tried.append(f"{parent}: {err.strerror}")
+        return None
+    directory = _prepare(path, owner, created=True)
+    directory.temporary = True
+    return directory
+
+
+def make_fresh_directory(parent: str, prefix: str) -> str:
+    """What tempfile.mkdtemp does (a new directory, mode 0700, a random name), without it.
+
+    Importing tempfile costs more than the rest of a start's directory work.
+    Raises the OSError of mkdir(2), or one saying that no free name was found.
+    """
     for _attempt in range(100):
-        path = os.path.join(parent, f"secretinit-{os.urandom(6).hex()}")
+        path = os.path.join(parent, f"{prefix}{os.urandom(6).hex()}")
         try:
             os.mkdir(path, 0o700)
         except FileExistsError:
             continue
-        except OSError as err:
-            log("debug", f"not using {parent}: {err.strerror}", event="directory_skipped")
-            tried.append(f"{parent}: {err.strerror}")
-            return None
-        directory = _prepare(path, owner, created=True)
-        directory.temporary = True
-        return directory
-    tried.append(f"{parent}: no free name")
-    return None
+        return path
+    raise FileExistsError(17, "no free name", parent)  # EEXIST
 
 
 def _prepare(path: str, owner: FileOwner, created: bool = False) -> SecretDirectory:

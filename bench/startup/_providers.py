@@ -33,7 +33,7 @@ os.close(fd)
 """
 BOTO3_SCRIPT = """
 import os, sys, boto3
-value = boto3.client("secretsmanager").get_secret_value(SecretId="bench/one")["SecretString"]
+value = boto3.client("secretsmanager").get_secret_value(SecretId="bench/s0000")["SecretString"]
 fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o400)
 os.write(fd, value.encode())
 os.close(fd)
@@ -85,22 +85,12 @@ def vault(work: Path) -> Iterator[Store]:
 
 @contextmanager
 def aws(work: Path) -> Iterator[Store]:
-    from bench.aws.__main__ import environment, moto_server
+    from bench.aws.__main__ import environment, moto_server, seed
 
     with moto_server() as server:
         env = environment(server, str(work / "home"))
-        import boto3
-
-        client = boto3.client(
-            "secretsmanager",
-            endpoint_url=server.url,
-            region_name=env["AWS_REGION"],
-            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-        )
-        client.create_secret(Name="bench/one", SecretString="bench-aws-value")
-        client.close()
-        yield Store("aws-sm", env, "aws-sm://bench/one", BOTO3_SCRIPT)
+        seed(server, env, 1)  # bench/s0000
+        yield Store("aws-sm", env, "aws-sm://bench/s0000", BOTO3_SCRIPT)
 
 
 @contextmanager
