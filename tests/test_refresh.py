@@ -369,6 +369,12 @@ class Counter(Provider):
 
     def refresh_within(self):
         return 1.0
+
+    def release(self):
+        import os
+
+        with open(os.environ["COUNTER_RELEASED"], "a") as stream:
+            stream.write(f"released after {self.count} fetches\\n")
 """
 
 
@@ -384,7 +390,8 @@ def counter_provider(tmp_path: Path) -> dict[str, str]:
     (dist / "entry_points.txt").write_text(
         "[secretinit.providers]\ncounter = counter_provider:Counter\n"
     )
-    return {"PYTHONPATH": str(plugins), "C": "counter://x"}
+    released = tmp_path / "released"
+    return {"PYTHONPATH": str(plugins), "C": "counter://x", "COUNTER_RELEASED": str(released)}
 
 
 def test_providers_keep_state_between_runs_and_ask_for_sooner_refreshes(
@@ -691,3 +698,33 @@ def test_an_own_stop_without_grace_kills_a_command_that_ignores_sigterm(
             if process.poll() is None:
                 process.kill()
     assert (secrets_dir / "A").read_text() == "canary-g2-0d0d"
+
+
+def test_a_last_run_releases_what_providers_hold_once_the_command_exited(
+    counter_provider: dict[str, str], secrets_dir: Path, log: LogFile
+) -> None:
+    released = Path(counter_provider["COUNTER_RELEASED"])
+    options = ["--dir", str(secrets_dir), "--refresh", "60", "--log-level", "debug"]
+    result = run_secretinit(["run", *options, "--", "sleep", "1.5"], counter_provider)
+    assert result.returncode == 0, result.stderr
+    # The start fetched once and a refresh (asked within 1 s) once more: the state says 2.
+    assert released.read_text() == "released after 2 fetches\n"
+    assert "release run ended (status 0)" in result.stderr
+    assert not (secrets_dir / "..secretinit" / "providers.json").exists()
+
+
+def test_a_sidecar_leaves_what_providers_hold_to_their_ttl(
+    counter_provider: dict[str, str], secrets_dir: Path, log: LogFile
+) -> None:
+    """The application of another container may still hold the credentials while it drains."""
+    options = ["--dir", str(secrets_dir), "--refresh", "60", "--log-format", "json"]
+    sidecar = Running(["fetch", *options], counter_provider, stderr=log.stream)
+    try:
+        log.wait_for('"event": "summary"')
+        sidecar.send(signal.SIGTERM)
+        status, _, _ = sidecar.wait()
+    finally:
+        sidecar.kill()
+    assert status == 0
+    assert not Path(counter_provider["COUNTER_RELEASED"]).exists()
+    assert (secrets_dir / "..secretinit" / "providers.json").exists()
