@@ -115,6 +115,38 @@ class Unreachable(FetchError):
     kind = "unreachable"
 
 
+class Throttled(Unreachable):
+    """The store refused for now because of its rate limit (a 429, ``ThrottlingException``).
+
+    ``retry_after`` is the wait in seconds the store asked for (its
+    ``Retry-After``), or None when it named none: the core then backs off on
+    its own, and never retries sooner than a wait the store asked for.
+    """
+
+    kind = "throttled"
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    @staticmethod
+    def parse_retry_after(header: str | None) -> float | None:
+        """Seconds from an HTTP ``Retry-After`` (delta-seconds or an HTTP date), else None."""
+        if header is None or not header.strip():
+            return None
+        text = header.strip()
+        if text.isascii() and text.isdigit():
+            return float(text)
+        import email.utils  # a date is rare: only then pay for the import
+        import time
+
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError):
+            return None
+        return max(0.0, when.timestamp() - time.time())
+
+
 class Expired(FetchError):
     """A value the application holds has expired and cannot be replaced.
 

@@ -2,7 +2,9 @@
 
 Each provider gets every distinct reference of its scheme in one call, on its
 own thread. Transient failures are retried with exponential backoff and full
-jitter until the deadline; permanent ones are final at once. A provider that
+jitter until the deadline; permanent ones are final at once. A throttled
+request (a store's rate limit) backs off on a slower schedule, and never
+sooner than the ``Retry-After`` the store asked for. A provider that
 overruns the deadline is abandoned (its thread is a daemon): secretinit never
 waits past ``--timeout`` for a hung SDK.
 """
@@ -12,17 +14,25 @@ from __future__ import annotations
 import string
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from secretinit._declaration import SecretSpec
-from secretinit._errors import Failure, FetchError, NotChecked, Unreachable
+from secretinit._errors import Failure, FetchError, NotChecked, Throttled, Unreachable
 from secretinit._log import REDACTOR, log
 from secretinit._provider import Provider
 from secretinit._reference import SecretRef
 
 BACKOFF_BASE = 0.1
 BACKOFF_CAP = 5.0
+# Throttling is a fleet asking too fast, not a blip: back off on the schedule
+# the AWS SDKs use for it (full jitter from 1 s, doubling, at most 20 s), so
+# that a fleet starting at once spreads out instead of storming the store.
+THROTTLED_BASE = 1.0
+THROTTLED_CAP = 20.0
+# The last retry starts at least this long before the deadline (at most a
+# fifth of the time there was), so that it has time for its answer.
+LAST_TRY = 0.5
 MAX_REASON_LENGTH = 300
 
 
@@ -157,8 +167,10 @@ def fetch_with_retries(
 ) -> dict[SecretRef, bytes | FetchError]:
     """Call ``provider.fetch`` until every result is final or the deadline passes."""
     results: dict[SecretRef, bytes | FetchError] = {}
+    earlier: dict[SecretRef, FetchError] = {}  # each reference's first transient failure
     pending = list(refs)
     started = time.monotonic()
+    last_try = min(LAST_TRY, (deadline - started) / 5)
     attempt = 0
     while pending:
         attempt += 1
@@ -170,26 +182,61 @@ def fetch_with_retries(
             break
         import random  # only once something failed: it costs start-up time
 
-        delay = random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1)))  # noqa: S311 - jitter, not cryptography
-        if time.monotonic() + delay >= deadline:
+        errors = [error for ref in retry if isinstance(error := outcome[ref], FetchError)]
+        for ref, error in zip(retry, errors, strict=True):
+            earlier.setdefault(ref, error)
+        floor, delay = retry_delay(attempt, errors, random.uniform)
+        remaining = deadline - time.monotonic()
+        if floor + last_try >= remaining:
             elapsed = time.monotonic() - started
-            for ref in retry:
-                error = outcome[ref]
-                assert isinstance(error, FetchError)  # _is_transient said so
-                results[ref] = Unreachable(
-                    f"{_reason(error)} (gave up after {attempt} attempts in {elapsed:.1f} s)"
+            why = f"; the store asked to wait {floor:g} s, past the deadline" if floor else ""
+            tries = f"{attempt} attempt" + ("s" if attempt > 1 else "")
+            for ref, error in zip(retry, errors, strict=True):
+                # A last try cut short by the deadline says less than what came before it.
+                first = _reason(earlier[ref])
+                before = f"; first: {first}" if first != _reason(error) else ""
+                text = f"{_reason(error)} (gave up after {tries} in {elapsed:.1f} s{why}{before})"
+                results[ref] = (
+                    Throttled(text, error.retry_after)
+                    if isinstance(error, Throttled)
+                    else Unreachable(text)
                 )
             break
+        # Never past the deadline: a draw beyond it becomes one last try just before it.
+        delay = min(delay, remaining - last_try)
+        throttled = sum(isinstance(error, Throttled) for error in errors)
         log(
             "debug",
-            f"{provider.scheme}: {len(retry)} transient failures, retrying in {delay:.2f} s",
+            f"{provider.scheme}: {len(retry)} transient failure{'s' if len(retry) > 1 else ''}"
+            + (f" ({throttled} throttled)" if throttled else "")
+            + f", retrying in {delay:.2f} s"
+            + (f" (the store asked for {floor:g} s)" if floor else "")
+            + f"; first: {_reason(errors[0])}",
             event="retry",
             provider=provider.scheme,
             attempt=attempt,
+            throttled=throttled,
+            delay=round(delay, 3),
         )
         time.sleep(delay)
         pending = retry
     return results
+
+
+def retry_delay(
+    attempt: int, errors: Sequence[FetchError], uniform: Callable[[float, float], float]
+) -> tuple[float, float]:
+    """``(floor, delay)``: how long to wait after failed attempt ``attempt``.
+
+    Full jitter (``uniform(0, window)``, the window doubling per attempt) on
+    top of the longest ``Retry-After`` among ``errors`` (the floor): never
+    sooner than a store asked, and spread after it, so that a fleet told to
+    come back in one second does not come back in the same millisecond.
+    """
+    throttled = [error for error in errors if isinstance(error, Throttled)]
+    base, cap = (THROTTLED_BASE, THROTTLED_CAP) if throttled else (BACKOFF_BASE, BACKOFF_CAP)
+    floor = max((error.retry_after or 0.0 for error in throttled), default=0.0)
+    return floor, floor + uniform(0, min(cap, base * 2 ** (attempt - 1)))
 
 
 def _is_transient(result: bytes | FetchError) -> bool:

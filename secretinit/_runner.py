@@ -10,9 +10,11 @@ AWS secrets a call, one Key Vault read per secret) runs them here:
 - a lone item runs in the calling thread (the core already gives each
   provider a thread of its own, and a hand-off costs scheduler wake-ups);
 - once the deadline has passed, or :meth:`Cancel.set` was called, no further
-  item starts; whatever has no result when :func:`run_bounded` returns gets
-  the ``late`` error, and requests still in flight are abandoned (their
-  threads are daemons and their results are dropped).
+  item starts; an item never started gets the reason given to
+  :meth:`Cancel.set`, if any; whatever else has no result when
+  :func:`run_bounded` returns gets the ``late`` error, and requests still in
+  flight are abandoned (their threads are daemons and their results are
+  dropped).
 
 An exception raised by ``work`` becomes that item's result through
 ``on_error``: one failing request never stalls or fails the others.
@@ -38,9 +40,19 @@ class Cancel:
 
     def __init__(self) -> None:
         self._event = threading.Event()
+        self.reason: FetchError | None = None
 
-    def set(self) -> None:
-        """Start no further item; items in flight finish or are abandoned at the deadline."""
+    def set(self, reason: FetchError | None = None) -> None:
+        """Start no further item; items in flight finish or are abandoned at the deadline.
+
+        ``reason`` becomes the result of every item left unstarted: the answer
+        that made asking again pointless (a refused credential, which must not
+        read as a transient "no answer", or a throttled request, which the core
+        retries after its backoff). The first reason given is kept. Without
+        one, unstarted items get the ``late`` error.
+        """
+        if self.reason is None:
+            self.reason = reason
         self._event.set()
 
     def is_set(self) -> bool:
@@ -71,9 +83,9 @@ def run_bounded(
     exception of ``work`` into the item's :class:`FetchError` (by default a
     ``FetchError`` passes as it is and anything else is named by its type,
     never its message, which may echo a value). ``late`` is the result of an
-    item that had none by the deadline or was never started because of
-    ``cancel`` (default: :class:`Unreachable`, "no answer before the
-    deadline"). Items must be hashable and distinct.
+    item that had none by the deadline, or was never started because of a
+    ``cancel`` set without a reason (default: :class:`Unreachable`, "no
+    answer before the deadline"). Items must be hashable and distinct.
     """
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
@@ -83,7 +95,9 @@ def run_bounded(
         return results
     if len(items) == 1:
         item = items[0]
-        if (cancel is not None and cancel.is_set()) or time.monotonic() >= deadline:
+        if cancel is not None and cancel.is_set():
+            return {item: cancel.reason or late_error}
+        if time.monotonic() >= deadline:
             return {item: late_error}
         return {item: _guarded(work, on_error, item)}
 
@@ -117,8 +131,15 @@ def run_bounded(
         if time.monotonic() >= deadline:
             break
     with lock:
+        unstarted = set(pending)
         pending.clear()  # workers still in a request take no further item
-        return {item: results.get(item, late_error) for item in items}
+        reason = cancel.reason if cancel is not None else None
+        return {
+            item: results.get(
+                item, reason if reason is not None and item in unstarted else late_error
+            )
+            for item in items
+        }
 
 
 def _guarded(

@@ -695,8 +695,13 @@ def test_provider_option_problems_are_placed_at_their_key(tmp_path: Path) -> Non
     lines = result.stderr.splitlines()
     assert lines[0] == "secretinit: error: the declared secrets are not valid:"
     assert any(
-        line.startswith("  - c.toml:6: [providers.vault] auth must be one of") for line in lines
+        line.startswith(
+            "  - c.toml:6: [providers.vault] auth: 'app-role' is not a login method "
+            "(did you mean 'approle'?"
+        )
+        for line in lines
     ), result.stderr
+    assert sum(line.startswith("  - ") for line in lines) == 1  # no "no Vault token" besides
 
 
 def test_failures_of_one_cause_are_reported_once(tmp_path: Path) -> None:

@@ -7,17 +7,31 @@ any SDK.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Sequence
 
 import pytest
 
-from secretinit import FetchError, NotChecked, NotFound, Provider, SecretRef, Unreachable
+from secretinit import (
+    FetchError,
+    NotChecked,
+    NotFound,
+    Provider,
+    SecretRef,
+    Throttled,
+    Unreachable,
+)
 from secretinit._declaration import SecretSpec
 from secretinit._errors import Failure, SecretsUnavailable
 from secretinit._provider import FetchResult
-from secretinit._resolve import fetch_with_retries, resolve
+from secretinit._resolve import (
+    THROTTLED_CAP,
+    fetch_with_retries,
+    resolve,
+    retry_delay,
+)
 
 
 class Scripted(Provider):
@@ -277,3 +291,101 @@ def test_prepare_tells_providers_whether_the_run_is_a_check(checking: bool) -> N
             "env-file": checking,
             "docker-secret": checking,
         }
+
+
+# --- throttling: a store's rate limit, with or without a Retry-After ---
+
+
+class Throttling(Provider):
+    """``Throttled(retry_after)`` ``times`` times, then the value; notes when each call came."""
+
+    def __init__(self, times: int, retry_after: float | None) -> None:
+        super().__init__("t", {}, {})
+        self.times = times
+        self.retry_after = retry_after
+        self.calls: list[float] = []
+
+    def fetch(self, refs: Sequence[SecretRef], timeout: float) -> FetchResult:
+        self.calls.append(time.monotonic())
+        if len(self.calls) <= self.times:
+            error = Throttled("the store is throttling requests (429)", self.retry_after)
+            return dict.fromkeys(refs, error)
+        return dict.fromkeys(refs, b"value")
+
+
+def test_the_retry_delay_is_jittered_above_the_retry_after() -> None:
+    import random
+
+    rng = random.Random(7)
+    throttled = [Throttled("429", retry_after=2.0), Throttled("429", retry_after=0.5)]
+    draws = [retry_delay(3, throttled, rng.uniform) for _ in range(200)]
+    assert {floor for floor, _ in draws} == {2.0}  # the longest Retry-After of the batch
+    delays = [delay for _, delay in draws]
+    assert all(2.0 <= d <= 2.0 + 4.0 for d in delays)  # 1 s window, doubled twice
+    assert len({round(d, 6) for d in delays}) > 150  # spread, not one instant for a fleet
+    assert max(delays) - min(delays) > 3.0
+    # No Retry-After: jitter alone; the window stops growing at the cap.
+    assert all(
+        0 <= retry_delay(30, [Throttled("429")], rng.uniform)[1] <= THROTTLED_CAP for _ in range(50)
+    )
+    # A refused connection is retried sooner than throttling: a restart, not a crowd.
+    assert all(retry_delay(1, [Unreachable("refused")], rng.uniform)[1] <= 0.1 for _ in range(50))
+
+
+def test_a_throttled_request_waits_its_retry_after() -> None:
+    provider = Throttling(times=2, retry_after=0.4)
+    ref = SecretRef("t", "a")
+    assert fetch_with_retries(provider, [ref], time.monotonic() + 30) == {ref: b"value"}
+    assert len(provider.calls) == 3
+    gaps = [b - a for a, b in itertools.pairwise(provider.calls)]
+    assert all(gap >= 0.4 for gap in gaps), gaps  # never sooner than the store asked
+
+
+def test_throttling_gives_up_at_the_deadline_with_a_clear_report() -> None:
+    provider = Throttling(times=10**6, retry_after=None)
+    ref = SecretRef("t", "a")
+    deadline = time.monotonic() + 2.5
+    error = fetch_with_retries(provider, [ref], deadline)[ref]
+    assert time.monotonic() < deadline + 1
+    assert isinstance(error, Throttled)
+    assert error.transient
+    assert error.kind == "throttled"
+    assert str(error).startswith("the store is throttling requests (429) (gave up after ")
+    assert 1 < len(provider.calls) < 10  # backed off, not a storm
+
+
+def test_a_retry_after_past_the_deadline_gives_up_at_once() -> None:
+    provider = Throttling(times=10**6, retry_after=60)
+    ref = SecretRef("t", "a")
+    started = time.monotonic()
+    error = fetch_with_retries(provider, [ref], started + 10)[ref]
+    assert time.monotonic() - started < 5
+    assert len(provider.calls) == 1
+    assert isinstance(error, Throttled)
+    assert "(gave up after 1 attempt in " in str(error)
+    assert "the store asked to wait 60 s, past the deadline" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        ("3", 3.0),
+        (" 0 ", 0.0),
+        (None, None),
+        ("", None),
+        ("soon", None),
+        ("-1", None),
+        ("1.5", None),
+    ],
+)
+def test_retry_after_header_in_seconds(header: str | None, seconds: float | None) -> None:
+    assert Throttled.parse_retry_after(header) == seconds
+
+
+def test_retry_after_header_as_an_http_date() -> None:
+    import email.utils
+
+    in_ten = email.utils.formatdate(time.time() + 10, usegmt=True)
+    assert 8 <= (Throttled.parse_retry_after(in_ten) or 0) <= 10
+    past = email.utils.formatdate(time.time() - 100, usegmt=True)
+    assert Throttled.parse_retry_after(past) == 0.0

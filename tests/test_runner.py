@@ -172,3 +172,40 @@ def test_cancel_stops_further_items() -> None:
 def test_concurrency_must_be_positive() -> None:
     with pytest.raises(ValueError, match="concurrency"):
         run_bounded(lambda n: n, [1], concurrency=0, deadline=time.monotonic() + LONG)
+
+
+def test_cancel_with_a_reason_gives_it_to_every_item_never_started() -> None:
+    cancel = Cancel()
+    refused = AccessDenied("the store refused the credential")
+    one_started, release = threading.Event(), threading.Event()
+
+    def work(n: int) -> int:
+        if n == 0:
+            one_started.wait(LONG)
+            cancel.set(refused)
+            cancel.set(Unreachable("a later reason does not replace the first"))
+            release.set()
+            return n
+        one_started.set()
+        release.wait(LONG)  # item 1 is in flight when the batch is cancelled
+        return n
+
+    result = run_bounded(
+        work, list(range(6)), concurrency=2, deadline=time.monotonic() + LONG, cancel=cancel
+    )
+    assert result[0] == 0
+    assert result[1] == 1  # in flight when cancelled: its own answer, not the reason
+    assert all(result[n] is refused for n in range(2, 6))
+    assert cancel.reason is refused
+
+
+def test_a_lone_item_after_a_cancel_with_a_reason_gets_it() -> None:
+    cancel = Cancel()
+    throttled = Unreachable("throttled")
+    cancel.set(throttled)
+    started: list[int] = []
+    result = run_bounded(
+        started.append, [1], concurrency=2, deadline=time.monotonic() + LONG, cancel=cancel
+    )
+    assert started == []
+    assert result == {1: throttled}

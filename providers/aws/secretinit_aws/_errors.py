@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import botocore.exceptions
 
-from secretinit import AccessDenied, FetchError, NotFound, Unreachable
+from secretinit import AccessDenied, FetchError, NotFound, Throttled, Unreachable
 
 NOT_FOUND_CODES = frozenset(
     {"ResourceNotFoundException", "ParameterNotFound", "ParameterVersionNotFound"}
@@ -35,12 +35,20 @@ KMS_CODES = frozenset(
         "KMSNotFoundException",
     }
 )
-TRANSIENT_CODES = frozenset(
+#: AWS's words for "too many requests": the account's or the API's rate limit.
+THROTTLING_CODES = frozenset(
     {
         "ThrottlingException",
         "Throttling",
+        "ThrottledException",
         "TooManyRequestsException",
         "RequestLimitExceeded",
+        "RequestThrottled",
+        "RequestThrottledException",
+    }
+)
+TRANSIENT_CODES = THROTTLING_CODES | frozenset(
+    {
         "InternalServiceError",  # Secrets Manager's 500
         "InternalServerError",
         "ServiceUnavailable",
@@ -50,25 +58,31 @@ TRANSIENT_CODES = frozenset(
 )
 
 
+class CredentialRefused(AccessDenied):
+    """AWS refused the credential itself (or there is none): every call would be refused."""
+
+
 def map_error(error: BaseException, store: str, what: str = "") -> FetchError:
     """``error`` (raised by botocore) as secretinit's; ``store`` and ``what`` name the source."""
     if isinstance(error, FetchError):
         return error
     if isinstance(error, botocore.exceptions.ClientError):
         answer = error.response
+        metadata = answer.get("ResponseMetadata", {})
         return map_aws_error(
             str(answer.get("Error", {}).get("Code", "Unknown")),
             str(answer.get("Error", {}).get("Message", "")),
-            int(answer.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)),
+            int(metadata.get("HTTPStatusCode", 0)),
             store,
             what,
+            Throttled.parse_retry_after(metadata.get("HTTPHeaders", {}).get("retry-after")),
         )
     if isinstance(error, botocore.exceptions.SSLError):
         return FetchError(f"TLS with {store} failed: {error}")
     if isinstance(error, botocore.exceptions.ConnectionError | botocore.exceptions.HTTPClientError):
         return Unreachable(f"{store} could not be reached: {error}")
     if isinstance(error, botocore.exceptions.NoCredentialsError):
-        return AccessDenied(
+        return CredentialRefused(
             "no AWS credentials found (variables, profile, web identity, "
             "container or instance role)"
         )
@@ -77,8 +91,19 @@ def map_error(error: BaseException, store: str, what: str = "") -> FetchError:
     return FetchError(f"{store} provider failed: {type(error).__name__}")
 
 
-def map_aws_error(code: str, message: str, status: int, store: str, what: str = "") -> FetchError:
-    """An error AWS answered (``code``, ``message``, HTTP ``status``) as secretinit's."""
+def map_aws_error(
+    code: str,
+    message: str,
+    status: int,
+    store: str,
+    what: str = "",
+    retry_after: float | None = None,
+) -> FetchError:
+    """An error AWS answered (``code``, ``message``, HTTP ``status``) as secretinit's.
+
+    ``retry_after`` is the answer's ``Retry-After``, if it had one (AWS's
+    APIs rarely send it; a proxy in front may).
+    """
     subject = f" {what}" if what else ""
     message = message.strip()
     if code.isdigit():
@@ -91,11 +116,16 @@ def map_aws_error(code: str, message: str, status: int, store: str, what: str = 
         return NotFound(f"{store} has no{subject or ' such secret'} ({code})")
     if code in KMS_CODES:
         return AccessDenied(f"{store} could not decrypt{subject} with KMS ({said})")
+    if code in CREDENTIAL_CODES:
+        return CredentialRefused(f"{store} refused the credential ({said})")
     if code in DENIED_CODES or status == 403:
         return AccessDenied(f"{store} refused to read{subject} ({said})")
     if code == "InvalidRequestException" and "delet" in message.lower():
         return NotFound(f"{store}{subject or ' secret'} is marked for deletion ({code})")
-    if code in TRANSIENT_CODES or status == 429 or status >= 500:
+    if code in THROTTLING_CODES or status == 429:
+        wait = f", Retry-After {retry_after:g} s" if retry_after is not None else ""
+        return Throttled(f"{store} is throttling requests ({said}{wait})", retry_after)
+    if code in TRANSIENT_CODES or status >= 500:
         return Unreachable(f"{store} answered {status} ({said})")
     return FetchError(f"{store} refused the request{subject} ({said})")
 

@@ -11,7 +11,6 @@ region of an ARN, and concurrency. ``_errors`` maps AWS's errors.
 from __future__ import annotations
 
 import math
-import threading
 import time
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -22,15 +21,18 @@ import botocore.session
 
 from secretinit import (
     BadReference,
+    Cancel,
     ConfigError,
     FetchError,
     NotFound,
     Provider,
     SecretRef,
+    Throttled,
     Unreachable,
+    run_bounded,
     select_key,
 )
-from secretinit_aws._errors import map_error
+from secretinit_aws._errors import CredentialRefused, map_error
 
 if TYPE_CHECKING:
     from botocore.client import BaseClient
@@ -46,9 +48,10 @@ MAX_CONCURRENCY = 10
 #: Upper bounds of one request's timeouts; the deadline lowers them.
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 10.0
-#: botocore's standard retry mode, inside each call; the core retries what
-#: is still transient after it, until its deadline.
-MAX_ATTEMPTS = 3
+#: One attempt per call: the core owns retries. botocore's own (3 attempts
+#: in its standard mode) would multiply every request of a throttled fleet
+#: behind the core's back, with a backoff that knows nothing of the deadline.
+MAX_ATTEMPTS = 1
 
 
 class AwsProvider(Provider):
@@ -76,7 +79,11 @@ class AwsProvider(Provider):
         # at every start.
         profile = self.option_str("profile")
         self.session = botocore.session.Session(profile=profile)
-        region = self.option_str("region")
+        # The table first; then AWS_REGION, which ECS, Lambda and every other
+        # AWS SDK set and read, and which the AWS CLI puts before
+        # AWS_DEFAULT_REGION; botocore itself reads only the latter, then the
+        # profile's region.
+        region = self.option_str("region") or self.environ.get("AWS_REGION") or None
         if region is not None:
             self.session.set_config_variable("region", region)
         try:
@@ -120,7 +127,9 @@ class AwsProvider(Provider):
         Clients are built here, on the caller's thread (a botocore session is not
         thread-safe), and are themselves safe to share between threads.
         """
-        remaining = max(0.1, deadline - time.monotonic())
+        # Whole seconds: each retry of the core would otherwise build a new client
+        # (tens of ms of CPU) for timeouts a few milliseconds shorter.
+        remaining = math.ceil(max(0.1, deadline - time.monotonic()))
         connect, read = min(CONNECT_TIMEOUT, remaining), min(READ_TIMEOUT, remaining)
         key = (region, connect, read)
         if key not in self._clients:
@@ -163,40 +172,42 @@ class AwsProvider(Provider):
     def run(self, jobs: Sequence[Job[K]], deadline: float) -> dict[K, Outcome]:
         """Run ``jobs`` concurrently; what has no answer by ``deadline`` is unreachable.
 
-        Daemon threads, not a ThreadPoolExecutor: the interpreter joins an
-        executor's threads at exit, so one request hung past the deadline
-        would hold ``secretinit fetch`` open until its read timeout.
+        A refused credential or a throttled call stops the jobs not yet
+        started: they get that answer, not one doomed call each.
         """
-        pending = list(jobs)
-        results: dict[K, Outcome] = {}
-        lock = threading.Lock()
+        cancel = Cancel()
+        late = Unreachable("late")  # replaced below, once the last trouble is known
 
-        def work() -> None:
-            while time.monotonic() < deadline:
-                with lock:
-                    if not pending:
-                        return
-                    keys, job = pending.pop(0)
-                try:
-                    outcome = dict(job())
-                except Exception as err:  # a call's error is every key's error
-                    outcome = dict.fromkeys(keys, self.error(err))
-                with lock:
-                    results.update(outcome)
+        def work(index: int) -> dict[K, Outcome]:
+            keys, job = jobs[index]
+            try:
+                outcome = dict(job())
+            except Exception as err:  # a call's error is every key's error
+                outcome = dict.fromkeys(keys, self.error(err))
+            for value in outcome.values():
+                if isinstance(value, CredentialRefused | Throttled):
+                    cancel.set(value)
+            return outcome
 
-        workers = [
-            threading.Thread(target=work, name="secretinit-aws", daemon=True)
-            for _ in range(min(MAX_CONCURRENCY, len(jobs)))
-        ]
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join(max(0.0, deadline - time.monotonic()))
+        done = run_bounded(
+            work,
+            range(len(jobs)),
+            concurrency=MAX_CONCURRENCY,
+            deadline=deadline,
+            late=late,
+            cancel=cancel,
+            name="secretinit-aws",
+        )
         why = f" (last attempt: {self._trouble})" if self._trouble else ""
-        late = Unreachable(f"no answer from {self.store} before the deadline{why}")
-        with lock:
-            pending.clear()  # workers still in a call take no further job
-            return {key: results.get(key, late) for keys, _ in jobs for key in keys}
+        late_now = Unreachable(f"no answer from {self.store} before the deadline{why}")
+        results: dict[K, Outcome] = {}
+        for index, (keys, _job) in enumerate(jobs):
+            outcome = done[index]
+            if isinstance(outcome, FetchError):  # the job never answered: each key gets why
+                results.update(dict.fromkeys(keys, late_now if outcome is late else outcome))
+            else:
+                results.update(outcome)
+        return results
 
     def pick_key(self, value: Outcome, ref: SecretRef) -> Outcome:
         """``#KEY`` of a fetched JSON value, or the value (or error) as it is."""

@@ -56,6 +56,7 @@ class Fault:
     code: str
     times: int | None = 1
     delay: float = 0.0
+    retry_after: int | None = None  # a Retry-After header, as a proxy in front may send
 
 
 class AwsServer(ThreadedMotoServer):
@@ -69,6 +70,8 @@ class AwsServer(ThreadedMotoServer):
         super().__init__(ip_address="127.0.0.1", port=0, verbose=False)
         self.calls: Counter[str] = Counter()
         self.requests: list[tuple[str, dict[str, Any]]] = []
+        # When each counted call came, and whether a fault answered it.
+        self.arrivals: list[tuple[float, bool]] = []
         self._faults: dict[str, Fault] = {}
         self._lock = threading.Lock()
 
@@ -104,6 +107,7 @@ class AwsServer(ThreadedMotoServer):
                 self.calls[operation] += 1
                 self.requests.append((operation, json.loads(body or b"{}")))
                 fault = self._faults.get(operation)
+                self.arrivals.append((time.monotonic(), fault is not None))
                 if fault is not None and fault.times is not None:
                     fault.times -= 1
                     if fault.times <= 0:
@@ -112,14 +116,14 @@ class AwsServer(ThreadedMotoServer):
                 return app(environ, start_response)
             time.sleep(fault.delay)
             error = json.dumps({"__type": fault.code, "message": "injected by the test"}).encode()
-            start_response(
-                f"{fault.status} {HTTPStatus(fault.status).phrase}",
-                [
-                    ("Content-Type", "application/x-amz-json-1.1"),
-                    ("Content-Length", str(len(error))),
-                    ("x-amzn-RequestId", str(uuid.uuid4())),
-                ],
-            )
+            headers = [
+                ("Content-Type", "application/x-amz-json-1.1"),
+                ("Content-Length", str(len(error))),
+                ("x-amzn-RequestId", str(uuid.uuid4())),
+            ]
+            if fault.retry_after is not None:
+                headers.append(("Retry-After", str(fault.retry_after)))
+            start_response(f"{fault.status} {HTTPStatus(fault.status).phrase}", headers)
             return [error]
 
         return layer
@@ -134,6 +138,7 @@ class AwsServer(ThreadedMotoServer):
         with self._lock:
             self.calls.clear()
             self.requests.clear()
+            self.arrivals.clear()
             self._faults.clear()
 
     def counted(self) -> dict[str, int]:

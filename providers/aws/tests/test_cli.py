@@ -141,6 +141,44 @@ def test_region_from_the_config_table(
     assert (out / "SSM").read_bytes() == b"eu-Sr88"
 
 
+def test_aws_region_alone_is_honoured(
+    aws_server: Any, unique: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As ECS and Lambda set it: AWS_REGION, and no AWS_DEFAULT_REGION, profile or table."""
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    monkeypatch.setenv("AWS_REGION", aws_server.other_region)
+    assert "AWS_PROFILE" not in os.environ
+    aws_server.admin("secretsmanager", aws_server.other_region).create_secret(
+        Name=f"{unique}/only-region", SecretString="region-Qp12"
+    )
+    aws_server.admin("ssm", aws_server.other_region).put_parameter(
+        Name=f"/{unique}/only-region", Value="region-Po23", Type="SecureString"
+    )
+    out = tmp_path / "out"
+    env = {"SM": f"aws-sm://{unique}/only-region", "SSM": f"aws-ssm:///{unique}/only-region"}
+    result = run_secretinit(["fetch", "--dir", str(out)], env)
+    assert result.returncode == 0, result.stderr
+    assert (out / "SM").read_bytes() == b"region-Qp12"
+    assert (out / "SSM").read_bytes() == b"region-Po23"
+
+
+def test_aws_region_wins_over_aws_default_region(
+    aws_server: Any, unique: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", aws_server.region)
+    monkeypatch.setenv("AWS_REGION", aws_server.other_region)
+    aws_server.admin("secretsmanager", aws_server.other_region).create_secret(
+        Name=f"{unique}/where", SecretString="from-aws-region"
+    )
+    aws_server.admin("secretsmanager", aws_server.region).create_secret(
+        Name=f"{unique}/where", SecretString="from-aws-default-region"
+    )
+    out = tmp_path / "out"
+    result = run_secretinit(["fetch", "--dir", str(out)], {"W": f"aws-sm://{unique}/where"})
+    assert result.returncode == 0, result.stderr
+    assert (out / "W").read_bytes() == b"from-aws-region"
+
+
 def test_without_a_region_a_name_is_a_usage_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -160,14 +198,15 @@ def test_transient_failures_are_retried_until_they_pass(
 ) -> None:
     ssm.put_parameter(Name=f"/{unique}/p", Value="after-Rq99", Type="SecureString")
     aws_server.reset()
-    # botocore makes 3 attempts a fetch; the 4th call fails too, so the core
-    # retries the fetch, and the 5th call succeeds.
-    aws_server.fail("GetParameters", 400, "ThrottlingException", times=4)
+    # botocore makes one attempt a call: the two retries are the core's own.
+    aws_server.fail("GetParameters", 400, "ThrottlingException", times=2)
     out = tmp_path / "out"
-    result = run_secretinit(["fetch", "--dir", str(out)], {"P": f"aws-ssm:///{unique}/p"})
+    args = ["fetch", "--dir", str(out), "--log-level", "debug"]
+    result = run_secretinit(args, {"P": f"aws-ssm:///{unique}/p"})
     assert result.returncode == 0, result.stderr
     assert (out / "P").read_bytes() == b"after-Rq99"
-    assert aws_server.counted() == {"GetParameters": 5}
+    assert aws_server.counted() == {"GetParameters": 3}
+    assert result.stderr.count("aws-ssm: 1 transient failure (1 throttled), retrying in") == 2
 
 
 def test_persistent_throttling_gives_up_at_the_timeout(
@@ -180,8 +219,10 @@ def test_persistent_throttling_gives_up_at_the_timeout(
     )
     elapsed = time.monotonic() - started
     assert result.returncode == 69, result.stderr
-    assert "unreachable" in result.stderr
-    assert "ThrottlingException" in result.stderr
+    assert "throttled: Secrets Manager is throttling requests (ThrottlingException: " in (
+        result.stderr
+    )
+    assert "(gave up after " in result.stderr
     assert 2.5 < elapsed < 10, elapsed
 
 

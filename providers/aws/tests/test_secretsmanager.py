@@ -17,9 +17,11 @@ from secretinit import (
     FetchError,
     NotFound,
     SecretRef,
+    Throttled,
     Unreachable,
     parse_reference,
 )
+from secretinit._resolve import fetch_with_retries
 
 TIMEOUT = 20.0
 
@@ -290,12 +292,45 @@ def test_denied_by_policy_and_unknown_key(
 # Faults injected in front of moto, in AWS's wire format, parsed by botocore.
 
 
-def test_throttling_is_retried_inside_the_call(sm: Any, aws_server: Any, unique: str) -> None:
+def test_throttling_is_left_to_the_core_not_retried_by_botocore(
+    sm: Any, aws_server: Any, unique: str
+) -> None:
     sm.create_secret(Name=f"{unique}/t", SecretString="after-throttling")
     aws_server.reset()
     aws_server.fail("BatchGetSecretValue", 400, "ThrottlingException", times=2)
-    assert values(fetch([f"aws-sm://{unique}/t"])) == {f"aws-sm://{unique}/t": b"after-throttling"}
+    ref = f"aws-sm://{unique}/t"
+    error = values(fetch([ref]))[ref]
+    assert isinstance(error, Throttled), error
+    assert error.retry_after is None  # AWS sends no Retry-After
+    assert "Secrets Manager is throttling requests (ThrottlingException: " in str(error)
+    assert aws_server.counted() == {"BatchGetSecretValue": 1}  # one attempt per call
+    # The core's retries, with its backoff: one request each, then the value.
+    provider = SecretsManagerProvider("aws-sm", {})
+    try:
+        got = fetch_with_retries(provider, [parse_reference(ref)], time.monotonic() + 60)
+    finally:
+        provider.close()
+    assert got == {parse_reference(ref): b"after-throttling"}
     assert aws_server.counted() == {"BatchGetSecretValue": 3}
+
+
+def test_a_retry_after_is_honoured(sm: Any, aws_server: Any, unique: str) -> None:
+    sm.create_secret(Name=f"{unique}/t", SecretString="after-the-wait")
+    aws_server.reset()
+    aws_server.fail("BatchGetSecretValue", 429, "TooManyRequestsException", retry_after=2)
+    ref = parse_reference(f"aws-sm://{unique}/t")
+    provider = SecretsManagerProvider("aws-sm", {})
+    try:
+        got = fetch_with_retries(provider, [ref], time.monotonic() + 60)
+    finally:
+        provider.close()
+    assert got == {ref: b"after-the-wait"}
+    arrivals = aws_server.arrivals
+    throttled = [i for i, (_, faulted) in enumerate(arrivals) if faulted]
+    assert len(throttled) == 1
+    after = arrivals[throttled[0] + 1 :]
+    assert len(after) == 1  # one retry, then the value
+    assert after[0][0] - arrivals[throttled[0]][0] >= 2  # no sooner than the store asked
 
 
 @pytest.mark.parametrize(
@@ -317,10 +352,10 @@ def test_persistent_throttling_and_5xx_are_transient(
     aws_server.reset()
     aws_server.fail(operation, status, code, times=None)
     error = values(fetch([ref]))[ref]
-    assert isinstance(error, Unreachable), error
+    assert isinstance(error, Throttled if status in (400, 429) else Unreachable), error
     assert error.transient
     assert code in str(error)
-    assert aws_server.counted() == {operation: 3}  # botocore's standard mode: 3 attempts
+    assert aws_server.counted() == {operation: 1}  # one attempt: the core owns retries
 
 
 def test_kms_decryption_failure_is_permanent_and_says_kms(
@@ -378,6 +413,19 @@ def test_a_refused_credential_is_not_asked_again_per_secret(aws_server: Any, uni
         assert isinstance(error, AccessDenied), error
         assert "UnrecognizedClientException" in str(error)
     assert aws_server.counted() == {"BatchGetSecretValue": 1}
+
+
+def test_a_refused_credential_stops_the_calls_not_yet_made(aws_server: Any, unique: str) -> None:
+    # Versioned references are one call each: 25 calls, at most 10 at once.
+    refs = [f"aws-sm://{unique}/s{i}?version-stage=AWSCURRENT" for i in range(25)]
+    aws_server.fail("GetSecretValue", 400, "UnrecognizedClientException", times=None)
+    got = values(fetch(refs))
+    for ref in refs:
+        error = got[ref]
+        assert isinstance(error, AccessDenied), error
+        assert not error.transient
+        assert "UnrecognizedClientException" in str(error)
+    assert aws_server.counted()["GetSecretValue"] <= 10  # those already in flight, no more
 
 
 def test_the_config_table_region_wins_over_aws_region(aws_server: Any, unique: str) -> None:

@@ -14,7 +14,7 @@ from secretinit import (
     FetchError,
     NotFound,
     SecretRef,
-    Unreachable,
+    Throttled,
     parse_reference,
 )
 
@@ -174,10 +174,12 @@ def test_denied_call_is_asked_name_by_name(
 def test_throttling_and_kms_failures(ssm: Any, aws_server: Any, unique: str) -> None:
     ssm.put_parameter(Name=f"/{unique}/x", Value="x", Type="SecureString")
     ref = f"aws-ssm:///{unique}/x"
+    aws_server.reset()
     aws_server.fail("GetParameters", 400, "ThrottlingException", times=None)
     throttled = fetch([ref])[ref]
-    assert isinstance(throttled, Unreachable), throttled
+    assert isinstance(throttled, Throttled), throttled
     assert throttled.transient
+    assert aws_server.counted() == {"GetParameters": 1}
     aws_server.reset()
     aws_server.fail("GetParameters", 400, "InvalidKeyId")
     kms = fetch([ref])[ref]

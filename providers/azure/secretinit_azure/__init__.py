@@ -4,7 +4,8 @@
 (``myvault.vault.azure.cn``, a private endpoint's name, ``127.0.0.1:8443``).
 Credentials come from ``DefaultAzureCredential`` unless ``[providers.azure]
 credential`` pins one kind. Reads go through one ``SecretClient`` per vault,
-concurrently with a bound; see README.md for the options and errors.
+concurrently with a bound (the core's :func:`secretinit.run_bounded`); see
+README.md for the options and errors.
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ from secretinit import (
     FetchResult,
     Provider,
     SecretRef,
+    Throttled,
     Unreachable,
+    run_bounded,
     select_key,
 )
-from secretinit_azure._bounded import run_bounded
 from secretinit_azure._credential import CREDENTIALS, SharedTokenCredential, make_credential
 from secretinit_azure._errors import describe_error, is_vault_wide
 from secretinit_azure._values import ENCODINGS, decode_value
@@ -78,21 +80,22 @@ class AzureKeyVaultProvider(Provider):
         self.credential_kind = self.option_str("credential", "default") or "default"
         if self.credential_kind not in CREDENTIALS:
             raise ConfigError(
-                f"[providers.{scheme}] credential must be one of {', '.join(CREDENTIALS)}, "
-                f"not {self.credential_kind!r}"
+                f"[providers.{self.table}] credential: must be one of "
+                f"{', '.join(CREDENTIALS)}, not {self.credential_kind!r}"
             )
         self.ca_bundle = self.option_str("ca_bundle")
         if self.ca_bundle is not None and not os.path.isfile(self.ca_bundle):
-            raise ConfigError(f"[providers.{scheme}] ca_bundle {self.ca_bundle!r} is not a file")
+            raise ConfigError(
+                f"[providers.{self.table}] ca_bundle: {self.ca_bundle!r} is not a file"
+            )
         self.verify_challenge_resource = self.option_bool("verify_challenge_resource", True)
         concurrency = self.option_number("concurrency", DEFAULT_CONCURRENCY)
         if concurrency != int(concurrency):
-            raise ConfigError(f"[providers.{scheme}] concurrency must be a whole number")
+            raise ConfigError(f"[providers.{self.table}] concurrency: must be a whole number")
         self.concurrency = int(concurrency)
         self._credential: SharedTokenCredential | None = None
         self._clients: dict[str, SecretClient] = {}
         self._clients_lock = threading.Lock()  # first reads of several vaults build clients at once
-        self._not_before: dict[str, float] = {}  # vault URL -> end of a 429's Retry-After
 
     def check_reference(self, ref: SecretRef) -> None:
         super().check_reference(ref)
@@ -135,8 +138,30 @@ class AzureKeyVaultProvider(Provider):
         # N first reads would each fetch a token. If that first read fails for a
         # reason that is not the secret's own (no token, vault unreachable,
         # throttled), the rest of the vault's reads fail with it, untried.
+        throttled: dict[str, Throttled] = {}  # vault URL -> its 429 in this fetch
+
+        def read_once(item: tuple[str, str, str | None]) -> tuple[str, dict[str, str]] | FetchError:
+            # A vault that answered 429 gets no more requests in this fetch: the
+            # core waits its Retry-After, then retries what is left.
+            if item[0] in throttled:
+                return throttled[item[0]]
+            outcome = self._read(item, deadline)
+            if isinstance(outcome, Throttled):
+                throttled.setdefault(item[0], outcome)
+            return outcome
+
+        def run(items: Sequence[tuple[str, str, str | None]]) -> dict[Any, Any]:
+            return run_bounded(
+                read_once,
+                items,
+                concurrency=self.concurrency,
+                deadline=deadline,
+                late=Unreachable("no answer from Key Vault within the deadline"),
+                name="secretinit-azure-kv",
+            )
+
         firsts = [reads_of_vault[0] for reads_of_vault in by_vault.values()]
-        outcomes = run_bounded(self._read, firsts, self.concurrency, deadline)
+        outcomes = run(firsts)
         rest = []
         for first in firsts:
             outcome = outcomes[first]
@@ -145,7 +170,7 @@ class AzureKeyVaultProvider(Provider):
                 outcomes.update(dict.fromkeys(others, outcome))
             else:
                 rest.extend(others)
-        outcomes.update(run_bounded(self._read, rest, self.concurrency, deadline))
+        outcomes.update(run(rest))
 
         results: dict[SecretRef, bytes | FetchError] = {}
         for read, read_refs in reads.items():
@@ -158,12 +183,6 @@ class AzureKeyVaultProvider(Provider):
     ) -> tuple[str, dict[str, str]] | FetchError:
         vault_url, name, version = read
         what = f"Key Vault secret {name}" + (f" version {version}" if version else "")
-        wait = self._not_before.get(vault_url, 0.0) - time.monotonic()
-        if wait > 0:
-            # A 429 asked us to stay away: honour its Retry-After, within the deadline.
-            if time.monotonic() + wait >= deadline:
-                return Unreachable(f"{vault_url} is throttling requests (429) beyond the deadline")
-            time.sleep(wait)
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return Unreachable(f"no answer from {vault_url} within the deadline")
@@ -171,17 +190,15 @@ class AzureKeyVaultProvider(Provider):
             secret = self._client(vault_url).get_secret(
                 name,
                 version,
-                # The SDK's own retries would sleep past the deadline (Retry-After
-                # is honoured unbounded): the core retries transient failures.
+                # No retry by azure-core: the core owns them, with the deadline and
+                # Retry-After in view; the SDK's own would sleep past the deadline
+                # and multiply the requests of a throttled fleet.
                 retry_total=0,
                 timeout=remaining,
                 connection_timeout=remaining,
                 read_timeout=remaining,
             )
         except Exception as err:
-            retry_after = getattr(getattr(err, "response", None), "headers", {}).get("Retry-After")
-            if getattr(err, "status_code", None) == 429 and retry_after:
-                self._not_before[vault_url] = time.monotonic() + _seconds(retry_after)
             return describe_error(err, what, vault_url, self.credential_kind)
         return (secret.value or "", dict(secret.properties.tags or {}))
 
@@ -251,10 +268,3 @@ def _read_of(ref: SecretRef) -> tuple[str, str, str | None]:
     _vault, _, rest = ref.location.partition("/")
     name, _, version = rest.partition("/")
     return vault_url(ref.location), name, version or None
-
-
-def _seconds(retry_after: str) -> float:
-    try:
-        return max(0.0, float(retry_after))
-    except ValueError:
-        return 1.0  # an HTTP date: rare for Key Vault; wait a little rather than parse it

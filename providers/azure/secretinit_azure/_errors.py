@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import ssl
 
-from secretinit import AccessDenied, FetchError, NotFound, Unreachable
+from secretinit import AccessDenied, FetchError, NotFound, Throttled, Unreachable
 
 MAX_DETAIL = 200
 _CHAIN_LINE = re.compile(r"^\t(\w+): (.*)$", re.MULTILINE)
@@ -76,9 +76,13 @@ def describe_error(err: Exception, what: str, vault_url: str, credential: str) -
                 return SecretDenied(f"{where} is disabled (403 SecretDisabled)")
             return SecretDenied(f"{where}: 403 {inner or code}: {_detail(err)}")
         if status in (408, 429) or status >= 500:
-            after = getattr(err.response, "headers", {}).get("Retry-After")
-            hint = f", Retry-After {after} s" if after else ""
-            return Unreachable(f"{vault_url} answered {status} {code or ''}{hint}".rstrip())
+            header = getattr(err.response, "headers", {}).get("Retry-After")
+            after = Throttled.parse_retry_after(header)
+            hint = f", Retry-After {after:g} s" if after is not None else ""
+            said = f"{vault_url} answered {status} {code or ''}".rstrip() + hint
+            if status == 429:
+                return Throttled(f"{said}: Key Vault is throttling requests", after)
+            return Unreachable(said)
         return SecretRefused(f"{where}: Key Vault answered {status} {code or ''}: {_detail(err)}")
     if isinstance(err, ServiceRequestError | ServiceResponseError):
         if _certificate_error(err):

@@ -20,9 +20,11 @@ from secretinit import (
     FetchError,
     NotFound,
     SecretRef,
+    Throttled,
     Unreachable,
     parse_reference,
 )
+from secretinit._resolve import fetch_with_retries
 from secretinit.testing.ports import free_port
 
 pytestmark = pytest.mark.usefixtures("azure_env")
@@ -119,12 +121,12 @@ def test_vault_names_and_hosts_make_the_vault_url(location: str, url: str) -> No
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"credential": "password"}, "credential must be one of"),
-        ({"ca_bundle": "/nonexistent/ca.pem"}, "is not a file"),
+        ({"credential": "password"}, r"\[providers.azure\] credential: must be one of"),
+        ({"ca_bundle": "/nonexistent/ca.pem"}, r"\[providers.azure\] ca_bundle: '/nonexistent"),
         ({"concurrency": 0}, "positive number"),
         ({"concurrency": 2.5}, "whole number"),
         ({"verify_challenge_resource": "no"}, "true or false"),
-        ({"tenant": "x"}, "'tenant' is not an option"),
+        ({"tenant": "x"}, r"\[providers.azure\] 'tenant' is not an option of azure \(accepted: "),
     ],
 )
 def test_bad_options_are_config_errors(options: dict[str, Any], message: str) -> None:
@@ -295,10 +297,12 @@ def test_throttling_and_server_errors_are_transient(
     fake_vault.set_secret("busy", "busy-value")
     fake_vault.fault("busy", status, times=1, retry_after=retry_after)
     result = fetch_one(provider, ref(fake_vault, "busy"))
-    assert isinstance(result, Unreachable)
+    assert isinstance(result, Throttled if status == 429 else Unreachable)
     assert result.transient
     assert str(status) in str(result)
     if retry_after:
+        assert isinstance(result, Throttled)
+        assert result.retry_after == retry_after
         assert f"Retry-After {retry_after} s" in str(result)
 
 
@@ -306,18 +310,44 @@ def test_retry_after_is_honoured_within_the_deadline(
     fake_vault: FakeKeyVault, provider: AzureKeyVaultProvider
 ) -> None:
     fake_vault.set_secret("busy", "busy-value")
-    fake_vault.fault("busy", 429, times=1, retry_after=1)
     busy = ref(fake_vault, "busy")
-    assert isinstance(fetch_one(provider, busy), Unreachable)
-    sent = len(fake_vault.requests)
+    provider.check_reference(busy)
+    assert fetch_one(provider, busy) == b"busy-value"  # the token, fetched before the test
     # A retry whose deadline ends before Retry-After does not knock again.
-    early = fetch_one(provider, busy, timeout=0.2)
-    assert isinstance(early, Unreachable)
-    assert "beyond the deadline" in str(early)
-    assert len(fake_vault.requests) == sent
-    # One with time to wait waits, then reads.
-    assert fetch_one(provider, busy, timeout=10) == b"busy-value"
+    fake_vault.fault("busy", 429, times=2, retry_after=2)
+    sent = len(fake_vault.requests)
+    early = fetch_with_retries(provider, [busy], time.monotonic() + 1.5)[busy]
+    assert isinstance(early, Throttled), early
+    assert "the store asked to wait 2 s, past the deadline" in str(early)
     assert len(fake_vault.requests) == sent + 1
+    # One with time to wait waits, then reads.
+    started = time.monotonic()
+    assert fetch_with_retries(provider, [busy], started + 20) == {busy: b"busy-value"}
+    assert time.monotonic() - started >= 2  # never sooner than Retry-After
+    assert len(fake_vault.requests) == sent + 3
+
+
+@pytest.mark.parametrize("first_throttled", [True, False])
+def test_a_throttled_vault_gets_no_more_requests_in_the_fetch(
+    fake_vault: FakeKeyVault, first_throttled: bool
+) -> None:
+    names = [f"many-{i}" for i in range(6)]
+    for name in names:
+        fake_vault.set_secret(name, f"value-{name}")
+    refs = [ref(fake_vault, name) for name in names]
+    provider = AzureKeyVaultProvider("azure-kv", {**LOCAL, "concurrency": 1})
+    try:
+        assert fetch_one(provider, refs[0]) == b"value-many-0"  # the token, before the test
+        for name in names if first_throttled else names[1:]:
+            fake_vault.fault(name, 429, times=1, retry_after=1)
+        sent = len(fake_vault.requests)
+        result = fetch(provider, refs)
+    finally:
+        provider.close()
+    throttled = refs if first_throttled else refs[1:]
+    assert all(isinstance(result[r], Throttled) for r in throttled), result
+    # The first read alone, then (when it passed) the rest until the first 429: no more.
+    assert len(fake_vault.requests) == sent + (1 if first_throttled else 2)
 
 
 def test_a_vault_that_is_not_listening_is_unreachable(provider: AzureKeyVaultProvider) -> None:

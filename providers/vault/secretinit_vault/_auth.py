@@ -8,13 +8,18 @@ server's error text that echoes one can be scrubbed.
 
 from __future__ import annotations
 
+import logging
+import re
 from typing import Any
 
 import hvac.exceptions  # type: ignore[import-untyped]
 
 from secretinit import AccessDenied, FetchError
-from secretinit_vault._client import vault_error, vault_reason
+from secretinit_vault._client import scrubbed, vault_error, vault_reason
 from secretinit_vault._settings import VaultSettings
+
+LOGGER = logging.getLogger("secretinit.vault")
+METHOD_NAMES = {"approle": "AppRole", "kubernetes": "Kubernetes", "jwt": "JWT"}
 
 
 class Login:
@@ -26,14 +31,24 @@ class Login:
         self.logged_in = False
         self._secret_id: str | None = None  # a wrapping token unwraps only once: keep the result
 
+    @property
+    def single_use(self) -> bool:
+        """Whether logging in uses up its credential (a response-wrapped secret id)."""
+        settings = self.settings
+        return settings.auth == "approle" and settings.secret_id_wrapped
+
     def token(self, client: Any) -> str:
         """The token to read with; logs in first for approle, kubernetes and jwt."""
         settings = self.settings
         if settings.auth == "token":
+            source = "VAULT_TOKEN" if settings.token else f"the token file {settings.token_file}"
+            _debug(f"vault: reading with the token from {source}", "vault_token")
             token = settings.token or self._read(settings.token_file, "token file")
             self.secrets.append(token)
             return token
         mount = settings.auth_mount
+        method = METHOD_NAMES[settings.auth]
+        _debug(f"vault: logging in with {method} at auth/{mount}", "vault_login", mount=mount)
         if settings.auth == "approle":
             role_id = settings.role_id or self._read(settings.role_id_file, "AppRole role id file")
             secret_id = self._approle_secret_id(client)
@@ -68,7 +83,49 @@ class Login:
             raise FetchError(f"{settings.auth} login at auth/{mount} returned no token") from None
         self.secrets.append(token)
         self.logged_in = True
+        auth = response["auth"]
+        policies = ", ".join(str(p) for p in auth.get("policies") or []) or "none"
+        _debug(
+            f"vault: logged in with {method} at auth/{mount}: a token of "
+            f"{auth.get('lease_duration', 0)} s, policies {policies}",
+            "vault_logged_in",
+            mount=mount,
+        )
         return token
+
+    def check_wrapped_secret_id(self, client: Any) -> str:
+        """What ``check`` can say of a wrapped secret id without unwrapping it.
+
+        Reads both files, then asks ``sys/wrapping/lookup``, which does not
+        use the wrapping token up: it fails for one already unwrapped or
+        expired, and names the path that created it, which must be this
+        AppRole mount's ``secret-id`` endpoint (Vault's advice before any
+        unwrap: a token from elsewhere may have been substituted).
+        """
+        settings = self.settings
+        if settings.role_id is None:
+            self.secrets.append(self._read(settings.role_id_file, "AppRole role id file"))
+        wrapping = self._read(settings.secret_id_file, "AppRole secret id file")
+        self.secrets.append(wrapping)
+        where = f"the wrapping token in {settings.secret_id_file}"
+        _debug(f"vault: check: looking up {where} (sys/wrapping/lookup)", "vault_wrap_lookup")
+        response = self._call(
+            f"looking up {where}",
+            client.adapter.post,
+            "/v1/sys/wrapping/lookup",
+            json={"token": wrapping},
+            refused_as="was refused",
+        )
+        data = response.get("data") if isinstance(response, dict) else None
+        path = str((data or {}).get("creation_path", ""))
+        mount = re.escape(settings.auth_mount)
+        if not re.fullmatch(rf"auth/{mount}/role/[^/]+/secret-id", path):
+            raise AccessDenied(
+                f"{where} was not made by auth/{settings.auth_mount}/role/NAME/secret-id "
+                f"but by {path or 'an unknown path'}: it does not hold this role's secret id"
+            )
+        ttl = (data or {}).get("creation_ttl")
+        return f"{where}: valid, unused, made by {path}, TTL {ttl} s"
 
     def _approle_secret_id(self, client: Any) -> str | None:
         settings = self.settings
@@ -82,6 +139,9 @@ class Login:
         self.secrets.append(text)
         # The file holds a wrapping token: authenticate as it and unwrap. A token
         # that is already used means someone else may have unwrapped it first.
+        _debug(
+            f"vault: unwrapping the AppRole secret id in {settings.secret_id_file}", "vault_unwrap"
+        )
         client.token = text
         try:
             response = self._call(
@@ -98,7 +158,14 @@ class Login:
         self.secrets.append(self._secret_id)
         return self._secret_id
 
-    def _call(self, what: str, function: Any, *args: Any, **kwargs: Any) -> Any:
+    def _call(
+        self,
+        what: str,
+        function: Any,
+        *args: Any,
+        refused_as: str = "",
+        **kwargs: Any,
+    ) -> Any:
         try:
             return function(*args, **kwargs)
         except Exception as err:
@@ -106,10 +173,9 @@ class Login:
             if not error.transient and isinstance(err, hvac.exceptions.VaultError):
                 # Whatever Vault answers a login (400, 403, 404), the credentials
                 # or the auth method's configuration are at fault.
-                error = AccessDenied(
-                    f"{what} at auth/{self.settings.auth_mount} was refused: {vault_reason(err)}"
-                )
-            raise type(error)(self.scrub(str(error))) from None
+                refused = refused_as or f"at auth/{self.settings.auth_mount} was refused"
+                error = AccessDenied(f"{what} {refused}: {vault_reason(err)}")
+            raise scrubbed(error, self.scrub) from None
 
     def scrub(self, text: str) -> str:
         """``text`` without any credential this login has read."""
@@ -134,3 +200,8 @@ class Login:
         if not text:
             raise FetchError(f"{what} {path} is empty")
         return text
+
+
+def _debug(message: str, event: str, **fields: Any) -> None:
+    # Names and paths only: never a token, a secret id or a JWT.
+    LOGGER.debug(message, extra={"fields": {"event": event, **fields}})

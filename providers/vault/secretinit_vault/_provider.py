@@ -7,31 +7,34 @@ import binascii
 import logging
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import quote
 
 from secretinit import (
     BadReference,
+    Cancel,
     FetchError,
     FetchResult,
+    NotChecked,
     NotFound,
     Provider,
     SecretRef,
+    Throttled,
     Unreachable,
     encode_value,
+    run_bounded,
     select_key,
 )
 from secretinit_vault._auth import Login
-from secretinit_vault._client import make_client, vault_error
+from secretinit_vault._client import TokenRejected, make_client, scrubbed, vault_error
 from secretinit_vault._mounts import Mount, MountTable, field
 from secretinit_vault._settings import CONFIG_OPTIONS, TOKEN_VARIABLES, read_settings
 
 LOGGER = logging.getLogger("secretinit.vault")
 REVOKE_TIMEOUT = 5.0
 ENCODINGS = ("base64",)
-T = TypeVar("T", bound=Hashable)
+K = TypeVar("K", bound=Hashable)
 
 # A read: the location and the KV v2 version (None: the latest).
 Read = tuple[str, str | None]
@@ -82,6 +85,7 @@ class VaultProvider(Provider):
         self._client: Any = None
         self._session: Any = None
         self._mounts = MountTable()
+        self._throttled = False  # a 429 seen: later attempts probe with one read first
 
     def check_reference(self, ref: SecretRef) -> None:
         super().check_reference(ref)
@@ -105,6 +109,8 @@ class VaultProvider(Provider):
 
     def fetch(self, refs: Sequence[SecretRef], timeout: float) -> FetchResult:
         deadline = time.monotonic() + timeout
+        if self.checking and self._login.single_use:
+            return self._check_single_use(refs, deadline)
         try:
             client = self._connect(deadline)
         except FetchError as err:  # no token: every reference fails alike
@@ -115,7 +121,7 @@ class VaultProvider(Provider):
         mounts = self._mounts.find(
             client,
             {location for location, _ in reads},
-            lambda work, items: self._parallel(work, items, deadline),
+            lambda work, items: self._run(work, items, deadline),
         )
 
         def read(item: Read) -> dict[str, Any]:
@@ -124,7 +130,17 @@ class VaultProvider(Provider):
                 raise mount
             return self._read(client, item[0], item[1], mount)
 
-        documents = self._parallel(read, list(reads), deadline)
+        items = list(reads)
+        if self._throttled and len(items) > 1:
+            # Throttled before: one read alone first, as a probe, so that a store
+            # still at its limit costs this attempt one refused request, not N.
+            documents = self._run(read, items[:1], deadline)
+            if isinstance(probe := documents[items[0]], Throttled):
+                documents.update(dict.fromkeys(items[1:], probe))
+            else:
+                documents.update(self._run(read, items[1:], deadline))
+        else:
+            documents = self._run(read, items, deadline)
         results: dict[SecretRef, bytes | FetchError] = {}
         for item, item_refs in reads.items():
             document = documents[item]
@@ -133,6 +149,20 @@ class VaultProvider(Provider):
                     document if isinstance(document, FetchError) else _value(ref, document)
                 )
         return results
+
+    def _check_single_use(self, refs: Sequence[SecretRef], deadline: float) -> FetchResult:
+        """``secretinit check`` with a single-use login: check around it, never use it."""
+        if self._client is None:
+            self._client, self._session = make_client(self.settings)
+        self._session.deadline = deadline
+        try:
+            checked = self._login.check_wrapped_secret_id(self._client)
+        except FetchError as err:  # a failure the start would meet too
+            return dict.fromkeys(refs, err)
+        why = NotChecked(
+            f"not unwrapped (a wrapped secret id unwraps once), no login, no read; {checked}"
+        )
+        return dict.fromkeys(refs, why)
 
     def abandon(self) -> None:
         """The start failed: the leases fetched will not be used, so end them.
@@ -176,6 +206,15 @@ class VaultProvider(Provider):
                 self._session.deadline = time.monotonic() + REVOKE_TIMEOUT
                 self._client.auth.token.revoke_self()
                 self.leases.clear()  # they ended with the token
+                LOGGER.debug(
+                    "vault: revoked the login token (auth/token/revoke-self)",
+                    extra={"fields": {"event": "vault_token_revoked"}},
+                )
+            elif self._client.token:
+                LOGGER.debug(
+                    "vault: the token was given to secretinit: not revoked",
+                    extra={"fields": {"event": "vault_token_not_revoked"}},
+                )
         except Exception as err:  # the secrets are written: a failed revocation only warns
             reason = self._login.scrub(str(vault_error(err, "revoking the token", "Vault")))
             LOGGER.warning(
@@ -241,36 +280,38 @@ class VaultProvider(Provider):
             )
         return field(response, "data", what)
 
-    def _parallel(
-        self, work: Callable[[T], Any], items: Sequence[T], deadline: float
-    ) -> dict[T, Any]:
-        """``work`` on each item, at most ``concurrency`` at once, until ``deadline``."""
-        results: dict[T, Any] = {}
-        if not items:
-            return results
-        if len(items) == 1:  # one request: no pool to start
-            try:
-                return {items[0]: work(items[0])}
-            except Exception as err:
-                return {items[0]: self._failure(err, items[0])}
-        pool = ThreadPoolExecutor(min(self.settings.concurrency, len(items)), "secretinit-vault")
-        futures = {pool.submit(work, item): item for item in items}
-        wait(futures, timeout=max(0.0, deadline - time.monotonic()))
-        # Requests still running end by the deadline too (the session clamps them).
-        pool.shutdown(wait=False, cancel_futures=True)
-        for future, item in futures.items():
-            if not future.done():
-                results[item] = Unreachable("no answer from Vault before the deadline")
-            elif (failure := future.exception()) is not None:
-                results[item] = self._failure(failure, item)
-            else:
-                results[item] = future.result()
-        return results
+    def _run(self, work: Callable[[K], Any], items: Sequence[K], deadline: float) -> dict[K, Any]:
+        """``work`` on each item, at most ``concurrency`` at once, until ``deadline``.
+
+        A rejected token or a 429 stops further requests of the batch: the
+        ones left get that answer (the core retries a 429 after its backoff).
+        """
+        cancel = Cancel()
+
+        def failure(item: K, err: Exception) -> FetchError:
+            error = self._failure(err, item)
+            if isinstance(error, TokenRejected | Throttled):
+                if isinstance(error, Throttled):
+                    self._throttled = True
+                cancel.set(error)
+            return error
+
+        return run_bounded(
+            work,
+            items,
+            concurrency=self.settings.concurrency,
+            deadline=deadline,
+            on_error=failure,
+            late=Unreachable(
+                f"no answer from Vault at {self.settings.address} before the deadline"
+            ),
+            cancel=cancel,
+            name="secretinit-vault",
+        )
 
     def _failure(self, err: BaseException, item: object) -> FetchError:
         """``err`` as a FetchError about ``item``, scrubbed of any credential."""
-        error = vault_error(err, str(item), self.settings.address)
-        return type(error)(self._login.scrub(str(error)))
+        return scrubbed(vault_error(err, str(item), self.settings.address), self._login.scrub)
 
 
 def _value(ref: SecretRef, data: Mapping[str, Any]) -> bytes | FetchError:

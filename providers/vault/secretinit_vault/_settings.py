@@ -90,12 +90,22 @@ def read_settings(
 
     auth = setting("auth") or "token"
     if auth not in AUTH_KEYS:
-        known = ", ".join(AUTH_KEYS)
-        problems.append(f"[providers.vault] auth must be one of {known}, not {auth!r}")
-        auth = "token"
+        # One line: the checks that depend on the method would only add noise
+        # ("no Vault token", keys "not used") about a method nobody chose.
+        problems.append(f"[providers.vault] auth: {_unknown_auth(auth)}")
+        raise ConfigError("the vault provider is not configured correctly:", problems)
     for key in sorted(set(options) & (CONFIG_OPTIONS - AUTH_KEYS[auth])):
         if any(key in keys for keys in AUTH_KEYS.values()):
-            problems.append(f"[providers.vault] {key} is not used with auth = {auth!r}")
+            users = " or ".join(repr(a) for a, keys in AUTH_KEYS.items() if key in keys)
+            problems.append(
+                f"[providers.vault] {key}: not used with auth = {auth!r} (it is for auth = {users})"
+            )
+    address = (setting("address") or DEFAULT_ADDRESS).rstrip("/")
+    address_problem = _address_problem(address)
+    if address_problem:
+        source = next((v for v in VARIABLES["address"] if environ.get(v)), None)
+        where = source or "[providers.vault] address:"
+        problems.append(f"{where} {address!r} {address_problem}")
 
     skip_verify = _parse_bool(options, environ, problems)
     ca_cert, ca_path = setting("ca_cert"), setting("ca_path")
@@ -125,22 +135,22 @@ def read_settings(
                 "~/.vault-token, or choose a login method with [providers.vault] auth"
             )
     if auth == "approle" and not (role_id or role_id_file):
-        problems.append("[providers.vault] auth = 'approle' needs role_id_file (or role_id)")
+        problems.append("[providers.vault] role_id_file: needed with auth = 'approle' (or role_id)")
     if auth == "kubernetes" and not role:
-        problems.append("[providers.vault] auth = 'kubernetes' needs role")
+        problems.append("[providers.vault] role: needed with auth = 'kubernetes'")
     if auth == "jwt" and not jwt_file:
-        problems.append("[providers.vault] auth = 'jwt' needs jwt_file")
+        problems.append("[providers.vault] jwt_file: needed with auth = 'jwt'")
     wrapped = options.get("secret_id_wrapped", False)
     if not isinstance(wrapped, bool):
-        problems.append("[providers.vault] secret_id_wrapped must be true or false")
+        problems.append("[providers.vault] secret_id_wrapped: must be true or false")
     concurrency = options.get("concurrency", DEFAULT_CONCURRENCY)
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-        problems.append("[providers.vault] concurrency must be a whole number of at least 1")
+        problems.append("[providers.vault] concurrency: must be a whole number of at least 1")
         concurrency = DEFAULT_CONCURRENCY
     if problems:
         raise ConfigError("the vault provider is not configured correctly:", problems)
     return VaultSettings(
-        address=(setting("address") or DEFAULT_ADDRESS).rstrip("/"),
+        address=address,
         namespace=setting("namespace"),
         verify=verify,
         client_cert=(client_cert, client_key) if client_cert and client_key else None,
@@ -173,6 +183,39 @@ def _parse_bool(
             return False
     value = options.get("skip_verify", False)
     if not isinstance(value, bool):
-        problems.append("[providers.vault] skip_verify must be true or false")
+        problems.append("[providers.vault] skip_verify: must be true or false")
         return False
     return value
+
+
+def _unknown_auth(auth: str) -> str:
+    import difflib  # only on a mistake: it costs start-up time
+
+    methods = list(AUTH_KEYS)
+    # "app-role", "AppRole", "k8s": compare without case and punctuation.
+    folded = {m.replace("-", "").replace("_", ""): m for m in methods}
+    key = auth.lower().replace("-", "").replace("_", "")
+    close = [folded[key]] if key in folded else difflib.get_close_matches(key, methods, n=1)
+    if key in ("k8s", "kube"):
+        close = ["kubernetes"]
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"{auth!r} is not a login method ({hint}known: {', '.join(methods)})"
+
+
+def _address_problem(address: str) -> str | None:
+    """Why ``address`` cannot be Vault's URL, or None; a hint with each reason."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(address)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as err:
+        return f"is not a URL ({err}): write https://HOST:8200"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        if "://" not in address:
+            return (
+                f"has no scheme: write https://{address} (or http://{address} for a "
+                "server without TLS, such as a dev server)"
+            )
+        return "is not an http:// or https:// URL: write https://HOST:8200"
+    return None

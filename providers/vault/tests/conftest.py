@@ -134,6 +134,26 @@ def secret_id(bao: Bao, wrap_ttl: str | None = None) -> str:
     return str(answer["wrap_info"]["token"])
 
 
+def approle_files(directory: Path, role_id: str, secret: str) -> dict[str, Any]:
+    """[providers.vault] options for an AppRole login, its ids in files as Docker secrets are."""
+    (directory / "vault_role_id").write_text(role_id + "\n")
+    (directory / "vault_secret_id").write_text(secret + "\n")
+    return {
+        "auth": "approle",
+        "role_id_file": str(directory / "vault_role_id"),
+        "secret_id_file": str(directory / "vault_secret_id"),
+    }
+
+
+def vault_config(path: Path, options: Mapping[str, Any]) -> Path:
+    """A config file at ``path`` holding ``[providers.vault]`` with ``options``."""
+    lines = ["[providers.vault]"]
+    for key, value in options.items():
+        lines.append(f"{key} = {json.dumps(value)}")  # a JSON string or boolean is TOML too
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 class RespFake:
     """Just enough of a Redis server (RESP) for OpenBao's redis database plugin.
 

@@ -25,7 +25,7 @@ from secretinit_vault import VaultProvider
 from conftest import assert_no_leak
 from secretinit import AccessDenied, ConfigError, FetchError, SecretRef
 
-from .conftest import secret_id, unique
+from .conftest import approle_files, secret_id, unique
 
 
 @pytest.fixture(scope="module")
@@ -98,16 +98,6 @@ def test_rejected_token_says_so_and_never_shows_it(
 
 
 # --- AppRole, with credentials in files as Docker secrets give them ---
-
-
-def approle_files(home: Path, role_id: str, secret: str) -> dict[str, Any]:
-    (home / "vault_role_id").write_text(role_id + "\n")
-    (home / "vault_secret_id").write_text(secret + "\n")
-    return {
-        "auth": "approle",
-        "role_id_file": str(home / "vault_role_id"),
-        "secret_id_file": str(home / "vault_secret_id"),
-    }
 
 
 def test_approle_logs_in_and_revokes_its_token(
@@ -393,20 +383,87 @@ def test_config_problems_reported_at_once(bao: Any, home: Path) -> None:
         bao.provider(bao.environ(home, VAULT_SKIP_VERIFY="maybe"), options)
     message = str(caught.value)
     for expected in (
-        "role is not used with auth = 'approle'",
-        "jwt_file is not used",
-        "needs role_id_file",
-        "concurrency",
+        "[providers.vault] role: not used with auth = 'approle' (it is for auth = "
+        "'kubernetes' or 'jwt')",
+        "[providers.vault] jwt_file: not used with auth = 'approle'",
+        "[providers.vault] role_id_file: needed with auth = 'approle' (or role_id)",
+        "[providers.vault] concurrency: must be a whole number",
         "VAULT_SKIP_VERIFY='maybe'",
     ):
         assert expected in message
 
 
 def test_unknown_auth_and_option(bao: Any, home: Path) -> None:
-    with pytest.raises(ConfigError, match="auth must be one of"):
+    with pytest.raises(ConfigError, match="'userpass' is not a login method"):
         bao.provider(bao.environ(home), {"auth": "userpass"})
-    with pytest.raises(ConfigError, match="'tokne_file' is not an option"):
+    with pytest.raises(ConfigError) as caught:
         bao.provider(bao.environ(home), {"tokne_file": "/x"})
+    [problem] = caught.value.problems
+    assert problem.startswith(
+        "[providers.vault] 'tokne_file' is not an option of vault (did you mean 'token_file'? "
+        "accepted: "
+    )
+
+
+def test_a_misspelt_login_method_is_one_line_with_a_suggestion(bao: Any, home: Path) -> None:
+    options = {
+        "auth": "app-role",
+        "role_id_file": "/run/secrets/role_id",
+        "secret_id_file": "/run/secrets/secret_id",
+    }
+    with pytest.raises(ConfigError) as caught:
+        bao.provider(bao.environ(home), options)  # no token anywhere: not worth a word
+    assert caught.value.problems == [
+        "[providers.vault] auth: 'app-role' is not a login method (did you mean 'approle'? "
+        "known: token, approle, kubernetes, jwt)"
+    ]
+
+
+def test_a_misspelt_option_gets_a_suggestion(bao: Any, reader: str, home: Path) -> None:
+    options = {"auth": "approle", "role_id_path": "/x", "secret_id_file": "/y"}
+    with pytest.raises(ConfigError) as caught:
+        bao.provider(bao.environ(home, reader), options)
+    [problem] = caught.value.problems  # one line, naming the table and the key first
+    assert problem.startswith(
+        "[providers.vault] 'role_id_path' is not an option of vault (did you mean 'role_id"
+    )
+    assert "role_id_file" in problem
+
+
+@pytest.mark.parametrize(
+    ("variable", "address", "expected"),
+    [
+        (
+            "VAULT_ADDR",
+            "vault.internal:8200",
+            "VAULT_ADDR 'vault.internal:8200' has no scheme: write https://vault.internal:8200 "
+            "(or http://vault.internal:8200 for a server without TLS",
+        ),
+        (
+            "BAO_ADDR",
+            "127.0.0.1:8200",
+            "BAO_ADDR '127.0.0.1:8200' has no scheme: write https://127.0.0.1:8200",
+        ),
+        ("VAULT_ADDR", "ftp://vault", "VAULT_ADDR 'ftp://vault' is not an http:// or https:// URL"),
+        ("VAULT_ADDR", "http://vault:port", "VAULT_ADDR 'http://vault:port' is not a URL"),
+    ],
+)
+def test_a_malformed_address_is_a_config_error_at_once(
+    home: Path, variable: str, address: str, expected: str
+) -> None:
+    started = time.monotonic()
+    with pytest.raises(ConfigError) as caught:
+        VaultProvider("vault", {}, {variable: address, "VAULT_TOKEN": "t", "HOME": str(home)})
+    assert time.monotonic() - started < 5  # refused before any request, not retried
+    assert any(problem.startswith(expected) for problem in caught.value.problems), caught.value
+
+
+def test_a_malformed_address_in_the_table_names_the_key(home: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        VaultProvider("vault", {"address": "vault:8200"}, {"VAULT_TOKEN": "t", "HOME": str(home)})
+    assert caught.value.problems[0].startswith(
+        "[providers.vault] address: 'vault:8200' has no scheme: write https://vault:8200"
+    )
 
 
 def test_openbao_variables(bao: Any, reader: str, home: Path, planted: SecretRef) -> None:

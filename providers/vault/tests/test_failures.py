@@ -11,7 +11,7 @@ from typing import Any
 from secretinit_vault import VaultProvider
 
 from conftest import assert_no_leak, run_secretinit
-from secretinit import AccessDenied, SecretRef, Unreachable
+from secretinit import AccessDenied, FetchError, SecretRef, Unreachable
 
 from .conftest import start_server, unique
 
@@ -138,3 +138,36 @@ def test_rejected_token_costs_one_request(bao: Any, home: Path) -> None:
     asked = sum(bao.audited_requests(f"sys/internal/ui/mounts/{ref.location}") for ref in refs)
     read = sum(bao.audited_requests(f"secret/data/{ref.location[7:]}") for ref in refs)
     assert (asked, read) == (1, 0)
+
+
+def test_https_address_of_a_plain_http_server_fails_at_once_with_a_hint(
+    bao: Any, tmp_path: Path, home: Path
+) -> None:
+    address = bao.address.replace("http://", "https://")
+    env = {"VAULT_ADDR": address, "VAULT_TOKEN": "t", "HOME": str(home), "A": "vault://secret/a#k"}
+    started = time.monotonic()
+    result = run_secretinit(["fetch", "--dir", str(tmp_path / "o"), "--timeout", "30"], env)
+    assert result.returncode == 69, result.stderr
+    assert time.monotonic() - started < 15  # not retried until the 30 s deadline
+    assert f"{address} answered in plain HTTP, not TLS: if Vault serves HTTP there, write " in (
+        result.stderr
+    )
+    assert "gave up after" not in result.stderr
+
+
+def test_http_address_of_an_https_server_fails_at_once_with_a_hint(
+    tmp_path: Path, home: Path
+) -> None:
+    server = start_server(tmp_path / "tls", tls=True)
+    try:
+        address = server.address.replace("https://", "http://")
+        provider = VaultProvider("vault", {}, {**environ(server, home), "VAULT_ADDR": address})
+        try:
+            error = provider.fetch([REF], 20.0)[REF]
+        finally:
+            provider.close()
+        assert isinstance(error, FetchError), error
+        assert not error.transient
+        assert f"{address} serves HTTPS, but VAULT_ADDR says http://: write https://" in str(error)
+    finally:
+        server.kill()

@@ -9,24 +9,13 @@ from typing import Any
 
 from secretinit import SecretRef
 
-from .conftest import RespFake, secret_id
-
-
-def approle_files(bao: Any, approle: str, home: Path) -> dict[str, str]:
-    """[providers.vault] for an AppRole login with its ids in files, as Docker secrets are."""
-    (home / "role_id").write_text(approle)
-    (home / "secret_id").write_text(secret_id(bao))
-    return {
-        "auth": "approle",
-        "role_id_file": str(home / "role_id"),
-        "secret_id_file": str(home / "secret_id"),
-    }
+from .conftest import RespFake, approle_files, secret_id
 
 
 def test_dynamic_credentials_keep_their_login_token(
     bao: Any, approle: str, redis_fake: RespFake, home: Path
 ) -> None:
-    options = approle_files(bao, approle, home)
+    options = approle_files(home, approle, secret_id(bao))
     refs = [
         SecretRef("vault", "database/creds/app", "username"),
         SecretRef("vault", "database/creds/app", "password"),
@@ -67,7 +56,7 @@ def test_dynamic_credentials_keep_their_login_token(
 def test_a_failed_start_revokes_its_dynamic_credentials(
     bao: Any, approle: str, redis_fake: RespFake, home: Path
 ) -> None:
-    options = approle_files(bao, approle, home)
+    options = approle_files(home, approle, secret_id(bao))
     ref = SecretRef("vault", "database/creds/app", "username")
     provider = bao.provider(bao.environ(home), options)
     before = bao.accessors()
