@@ -159,7 +159,6 @@ class LeaseBook:
         self.token: str | None = None  # the login token secretinit holds (not a given one)
         self.token_life: Lifetime | None = None
         self.carried = False  # the token or leases came from a previous run
-        self._replace_all = False  # the token's leases end with it: read every one anew
 
     # Between runs.
 
@@ -305,7 +304,10 @@ class LeaseBook:
 
     def _drop_token(self) -> None:
         self.token, self.token_life = None, None
-        self._replace_all = bool(self.held)  # they ended, or will end, with the token
+        # Its leases ended, or will end, with it: each is read anew under the next token.
+        for read, lease in self.held.items():
+            self.replaced.setdefault(read, lease)
+        self.held = {}
 
     # Leases.
 
@@ -315,15 +317,15 @@ class LeaseBook:
         None means: read it anew (no lease held, or it is at its end).
         """
         lease = self.held.get(read)
-        if lease is None or self._replace_all:
+        if lease is None:
             return None
         now = time.time()
-        if now >= lease.life.expires - EXPIRY_MARGIN:
-            return None
-        if now >= lease.life.act_at and not lease.life.renews:
+        ending = now >= lease.life.expires - EXPIRY_MARGIN
+        if ending or (now >= lease.life.act_at and not lease.life.renews):
+            why = "is at its end" if ending else "cannot be renewed further"
             _debug(
-                f"vault: the lease of {lease.path} cannot be renewed further "
-                f"({lease.life.expires - now:.0f} s left): reading it anew",
+                f"vault: the lease of {lease.path} {why} "
+                f"({max(0.0, lease.life.expires - now):.1f} s left): reading it anew",
                 "vault_lease_replaced",
                 path=lease.path,
             )
@@ -404,6 +406,8 @@ class LeaseBook:
         where that token's policy allows ``sys/leases/revoke``; otherwise it
         ends with its TTL.
         """
+        if self.token_life is not None and time.time() >= self.token_life.expires:
+            self.token = None  # it ended, and its leases with it
         if self.token is not None:
             client.token = self.token
             client.auth.token.revoke_self()
@@ -411,7 +415,7 @@ class LeaseBook:
                 f"vault: revoked the login token and its {len(self.held)} leases",
                 "vault_released",
             )
-        else:
+        elif self.token_life is None:  # a token given to secretinit: lease by lease
             for lease in list(self.held.values()):
                 try:
                     client.sys.revoke_lease(lease.lease_id)
