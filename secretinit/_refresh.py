@@ -38,6 +38,11 @@ stacks stays resident between refreshes.
   log: a failure as the start reports one (names and reasons, never a
   value), a success at debug level only: the supervisor logs the one line
   of a refresh that changed something.
+- **The last run** (``refresh-run --dir DIR --release``): once the command
+  of ``run --refresh`` exited for good, the supervisor starts one more run
+  that repeats the start's preparation, restores the providers' state and
+  calls each provider's ``release()`` (a Vault login token revoked, and its
+  leases with it), then removes that state. A sidecar has no such run.
 - **Failing well**: a failed run writes nothing (the last good files stay),
   and a secret that disappeared from the store is such a failure: its file
   keeps the last value until the store has it again or the container is

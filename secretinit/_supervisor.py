@@ -65,6 +65,11 @@ could not be written, ...), or :data:`EXIT_EXPIRED`.
   here. A run that overruns ``--refresh-limit`` is killed alike.
 - Without a command (``fetch --refresh``: a sidecar) the loop only
   refreshes, until SIGTERM or SIGINT, then exits 0.
+- Once the command exited for good (``run --refresh``), a last run
+  (``refresh-run --release``, bounded by :data:`RELEASE_TIMEOUT`) lets the
+  providers end what they kept (a Vault login token and its leases), when
+  they kept anything (``..secretinit/providers.json``). A sidecar has none:
+  the application of another container may still hold those credentials.
 
 The main process builds this script's arguments with :func:`supervisor_argv`.
 """

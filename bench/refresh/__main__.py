@@ -49,6 +49,7 @@ from bench._common import markdown_table, ratio, seconds
 from bench.vault.delay_proxy import DelayProxy
 
 BIN = Path(sys.executable).parent
+SLEEP = ["sleep", "3600"]
 SECRETINIT = str(BIN / "secretinit")
 POLICY = """
 path "secret/data/bench/*" { capabilities = ["read"] }
@@ -75,9 +76,9 @@ class Store:
         self.fake = RespFake()
         api = self.server.api
         api("POST", "sys/policies/acl/bench", {"policy": POLICY})
-        self.token = api("POST", "auth/token/create", {"policies": ["bench"], "ttl": "4h"})[
-            "auth"
-        ]["client_token"]
+        self.token = api("POST", "auth/token/create", {"policies": ["bench"], "ttl": "4h"})["auth"][
+            "client_token"
+        ]
         (work / "token").write_text(self.token)
         api("POST", "sys/mounts/database", {"type": "database"})
         api(
@@ -158,12 +159,16 @@ def memory_of(pid: int) -> tuple[int, int]:
 @contextmanager
 def running(argv: list[str], env: dict[str, str], ready: Path | None = None) -> Iterator[int]:
     """``argv`` started and settled (``ready`` exists, then a moment); its PID."""
-    process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     try:
         deadline = time.monotonic() + 60
         while ready is not None and not ready.exists():
             if process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"{argv[0]} did not get ready: {process.stderr.read()!r}")  # type: ignore[union-attr]
+                process.kill()
+                _, errors = process.communicate()
+                raise SystemExit(f"{argv[0]} did not get ready:\n{errors}")
             time.sleep(0.05)
         time.sleep(1.5)  # the exec into the supervisor, the application's start
         yield process.pid
@@ -200,6 +205,7 @@ def agent_config(store: Store, out: Path) -> str:
 def memory(store: Store, samples: int) -> tuple[str, dict[str, float]]:
     work = store.work
     env = environ(store, 1, "token")
+    store.put("s0", "bench-memory-value")
     secretinit_dir = work / "memory-secretinit"
     agent_out = work / "memory-agent"
     agent_out.mkdir()
@@ -207,8 +213,7 @@ def memory(store: Store, samples: int) -> tuple[str, dict[str, float]]:
     cases = [
         (
             "secretinit run --refresh 5m (lean supervisor)",
-            [SECRETINIT, "run", "--dir", str(secretinit_dir), "--refresh", "5m"]
-            + ["--", "sleep", "3600"],
+            [SECRETINIT, "run", "--dir", str(secretinit_dir), "--refresh", "5m", "--", *SLEEP],
             secretinit_dir / "..secretinit" / "health",
         ),
         (
@@ -216,7 +221,11 @@ def memory(store: Store, samples: int) -> tuple[str, dict[str, float]]:
             [bao_binary(), "agent", f"-config={work / 'agent.hcl'}"],
             agent_out / "KV_0",
         ),
-        ("python -I -S sleeping", [sys.executable, "-I", "-S", "-c", "import time; time.sleep(3600)"], None),
+        (
+            "python -I -S sleeping",
+            [sys.executable, "-I", "-S", "-c", "import time; time.sleep(3600)"],
+            None,
+        ),
     ]
     found: dict[str, list[tuple[int, int]]] = {name: [] for name, _, _ in cases}
     for _ in range(samples):
@@ -232,7 +241,13 @@ def memory(store: Store, samples: int) -> tuple[str, dict[str, float]]:
     python_rss = medians["python -I -S sleeping"][0]
     agent_rss = medians["OpenBao agent (auto_auth + template)"][0]
     rows = [
-        [name, f"{rss / 1024:.1f} MiB", f"{pss / 1024:.1f} MiB", ratio(rss, python_rss), ratio(agent_rss, rss)]
+        [
+            name,
+            f"{rss / 1024:.1f} MiB",
+            f"{pss / 1024:.1f} MiB",
+            ratio(rss, python_rss),
+            ratio(agent_rss, rss),
+        ]
         for name, (rss, pss) in medians.items()
     ]
     table = markdown_table(
@@ -249,28 +264,19 @@ def refresh_cost(store: Store, n: int, login: str, runs: int) -> list[object]:
     env = environ(store, n, login)
     for i in range(n):
         store.put(f"s{i}", f"bench-value-{i}-{random.random()}")
+    # The start: a sidecar, whose process (the same PID becomes its supervisor) is
+    # measured once its state is written, and stopped before it refreshes.
     before = store.requests()
-    cpu = _children_cpu()
-    start = subprocess.run(
-        [SECRETINIT, "run", "--dir", str(directory), "--refresh", "1h", "--", "true"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if start.returncode != 0:
-        raise SystemExit(f"the start failed: {start.stderr}")
-    start_cpu = _children_cpu() - cpu
-    start_requests = store.requests() - before
-    # The release run of `run` (the command exited) revoked what the start held:
-    # start the series again, stopped before its end, to keep its state.
     sidecar = subprocess.Popen(
         [SECRETINIT, "fetch", "--dir", str(directory), "--refresh", "1h"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    _wait_for(directory / "..secretinit" / "providers.json")
+    _wait_for(directory / "..secretinit" / "health")
+    time.sleep(0.5)  # the exec into the supervisor
+    start_cpu = _cpu_of(sidecar.pid)
+    start_requests = store.requests() - before
     sidecar.send_signal(signal.SIGTERM)
     sidecar.wait(30)
     counts, cpus, walls = [], [], []
@@ -303,6 +309,12 @@ def refresh_cost(store: Store, n: int, login: str, runs: int) -> list[object]:
         seconds(statistics.median(cpus)),
         seconds(statistics.median(walls)),
     ]
+
+
+def _cpu_of(pid: int) -> float:
+    """User and system CPU seconds ``pid`` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _children_cpu() -> float:
@@ -360,7 +372,9 @@ def latency(store: Store, period: float, rotations: int) -> tuple[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.refresh", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.refresh", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run: fewer samples and sizes")
     parser.add_argument("--output", type=Path, help="also write the tables to this file")
     args = parser.parse_args()
@@ -373,7 +387,9 @@ def main() -> None:
         load = os.getloadavg()
         table, memory_ratios = memory(store, samples)
         sections.append(f"## Resident between refreshes (median of {samples})\n\n{table}")
-        rows = [refresh_cost(store, n, login, runs) for n in sizes for login in ("token", "approle")]
+        rows = [
+            refresh_cost(store, n, login, runs) for n in sizes for login in ("token", "approle")
+        ]
         headers = [
             "N KV + 1 lease",
             "login",
@@ -394,7 +410,8 @@ def main() -> None:
         store.close()
         shutil.rmtree(work, ignore_errors=True)
     goals = (
-        f"Goals: resident {memory_ratios['vs_python']:.2f}x a sleeping python -I -S (goal <= 1.3x), "
+        f"Goals: resident {memory_ratios['vs_python']:.2f}x a sleeping python -I -S "
+        "(goal <= 1.3x), "
         f"the agent {memory_ratios['agent_vs']:.1f}x more (goal >= 8x); slowest rotation "
         f"{slowest:.2f} s (goal <= period + 1 s = 6 s)."
     )
@@ -405,7 +422,20 @@ def main() -> None:
     text = "\n\n".join([*sections, goals, machine]) + "\n"
     print(text)
     if args.output is not None:
-        args.output.write_text(text)
+        header = (
+            "# Refresh benchmark\n\n"
+            "    uv run python -m bench.refresh --output bench/refresh/RESULTS.md\n\n"
+            "What is measured, and how: the docstring of bench/refresh/__main__.py. "
+            f"OpenBao {_bao_version()}; bytecode compiled, as in a production image.\n\n"
+        )
+        args.output.write_text(header + text)
+
+
+def _bao_version() -> str:
+    output = subprocess.run(
+        [bao_binary(), "version"], capture_output=True, text=True, check=False
+    ).stdout
+    return output.split()[1] if output.startswith("OpenBao") else "(version unknown)"
 
 
 if __name__ == "__main__":
