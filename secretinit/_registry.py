@@ -39,6 +39,8 @@ KNOWN: dict[str, tuple[str, str]] = {
     "aws-sm": ("secretinit-aws", "secretinit_aws:SecretsManagerProvider"),
     "aws-ssm": ("secretinit-aws", "secretinit_aws:ParameterStoreProvider"),
     "azure-kv": ("secretinit-azure", "secretinit_azure:AzureKeyVaultProvider"),
+    "gcp-sm": ("secretinit-gcp", "secretinit_gcp:SecretManagerProvider"),
+    "sm": ("secretinit-gcp", "secretinit_gcp:BerglasProvider"),
 }
 
 # Schemes that environment variables commonly hold and that are not secret

@@ -18,108 +18,24 @@ It needs the ``cryptography`` package (a dependency of ``azure-identity``).
 
 from __future__ import annotations
 
-import datetime
 import http.server
-import ipaddress
-import json
 import secrets as random_tokens
-import socket
 import ssl
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from secretinit.testing.certificates import Certificates, make_certificates
+from secretinit.testing.servers import LoopbackServer, QuietHandler
 
 __all__ = ["Certificates", "FakeKeyVault", "make_certificates"]
 
 RESOURCE = "https://vault.azure.net"
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 API_VERSION = "2019-08-01"
-
-
-@dataclass(frozen=True)
-class Certificates:
-    """PEM files: the CA a client trusts, and the server's certificate and key."""
-
-    ca: Path
-    cert: Path
-    key: Path
-
-
-def make_certificates(directory: Path) -> Certificates:
-    """A throwaway CA and a leaf for ``IP:127.0.0.1`` and ``DNS:localhost`` (serverAuth)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "secretinit test CA")])
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    directory.mkdir(parents=True, exist_ok=True)
-    paths = Certificates(directory / "ca.pem", directory / "server.pem", directory / "server.key")
-    paths.ca.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    paths.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    paths.key.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return paths
 
 
 @dataclass
@@ -228,8 +144,8 @@ class FakeKeyVault:
         """Listen on two free loopback ports and serve from daemon threads."""
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(self.certificates.cert, self.certificates.key)
-        vault = _Server(("127.0.0.1", 0), _VaultHandler, self, context)
-        identity = _Server(("127.0.0.1", 0), _IdentityHandler, self, None)
+        vault = _Server(_VaultHandler, self, context)
+        identity = _Server(_IdentityHandler, self, None)
         self._servers = [vault, identity]
         for server in self._servers:
             # A short poll: stop() waits for the loop to notice.
@@ -332,74 +248,23 @@ def _error(code: str, message: str, inner: str | None = None) -> dict[str, Any]:
     return {"error": error}
 
 
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128  # a burst of concurrent connects must not hit a full backlog
-
+class _Server(LoopbackServer):
     def __init__(
         self,
-        address: tuple[str, int],
         handler: type[http.server.BaseHTTPRequestHandler],
         vault: FakeKeyVault,
         context: ssl.SSLContext | None,
     ) -> None:
-        super().__init__(address, handler)
+        super().__init__(handler, context)
         self.vault = vault
-        self.context = context
-        self.connections: set[socket.socket] = set()
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        # The TLS handshake happens here, in the connection's own thread, so that
-        # one slow handshake does not hold up the accept loop.
-        if self.context is not None:
-            try:
-                request = self.context.wrap_socket(request, server_side=True)
-            except (ssl.SSLError, OSError):
-                return
-        with self.vault.lock:
-            self.connections.add(request)
-        try:
-            super().finish_request(request, client_address)
-        finally:
-            with self.vault.lock:
-                self.connections.discard(request)
-            if self.context is not None:
-                # The TLS socket took over the connection: socketserver only
-                # closes the original, now detached, socket object.
-                self.shutdown_request(request)
-
-    def close_connections(self) -> None:
-        """End every kept-alive connection: a stopped vault must look gone to its clients."""
-        with self.vault.lock:
-            for connection in self.connections:
-                try:
-                    connection.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as Key Vault serves
-    # Without this, a keep-alive response waits ~40 ms for the client's delayed ACK.
-    disable_nagle_algorithm = True
+class _Handler(QuietHandler):
     server: _Server
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: tests search captured output for planted values."""
-
-    def send_json(self, status: int, body: dict[str, Any], headers: dict[str, str]) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
 
 
 class _VaultHandler(_Handler):
-    def do_GET(self) -> None:
+    def do_GET(self) -> None:  # noqa: N802 - http.server dispatches on this name
         url = urlsplit(self.path)
         vault = self.server.vault
         if vault.latency:
@@ -422,7 +287,7 @@ class _VaultHandler(_Handler):
 
 
 class _IdentityHandler(_Handler):
-    def do_GET(self) -> None:
+    def do_GET(self) -> None:  # noqa: N802 - http.server dispatches on this name
         url = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         status, body = self.server.vault.issue_token(query, self.headers.get("X-IDENTITY-HEADER"))
