@@ -43,9 +43,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from secretinit_vault.testing import DevServer, RespFake, bao_binary
+from secretinit_vault.testing import DevServer, RespFake, bao_binary, mount_database
 
 from bench._common import markdown_table, ratio, seconds
+from bench.startup import memory_of
 from bench.vault.delay_proxy import DelayProxy
 
 BIN = Path(sys.executable).parent
@@ -80,29 +81,7 @@ class Store:
             "client_token"
         ]
         (work / "token").write_text(self.token)
-        api("POST", "sys/mounts/database", {"type": "database"})
-        api(
-            "POST",
-            "database/config/redis",
-            {
-                "plugin_name": "redis-database-plugin",
-                "host": "127.0.0.1",
-                "port": self.fake.port,
-                "username": "default",
-                "password": "bench-admin",
-                "allowed_roles": ["app"],
-            },
-        )
-        api(
-            "POST",
-            "database/roles/app",
-            {
-                "db_name": "redis",
-                "creation_statements": ['["+@read"]'],
-                "default_ttl": "1h",
-                "max_ttl": "24h",
-            },
-        )
+        mount_database(api, self.fake, {"app": "1h/24h"})
         api("POST", "sys/auth/approle", {"type": "approle"})
         api("POST", "auth/approle/role/app", {"token_policies": ["bench"], "token_ttl": "1h"})
         role_id = api("GET", "auth/approle/role/app/role-id")["data"]["role_id"]
@@ -142,18 +121,6 @@ def environ(store: Store, n: int, login: str) -> dict[str, str]:
     else:
         env["SECRETINIT_CONFIG"] = str(store.work / "approle.toml")
     return env
-
-
-def memory_of(pid: int) -> tuple[int, int]:
-    """(RSS, PSS) of ``pid`` in KiB."""
-    rss = pss = 0
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            rss = int(line.split()[1])
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-        if line.startswith("Pss:"):
-            pss = int(line.split()[1])
-    return rss, pss
 
 
 @contextmanager

@@ -274,3 +274,41 @@ class RespFake:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def mount_database(api: Callable[..., Any], fake: RespFake, roles: Mapping[str, str]) -> None:
+    """The database engine at ``database/``, OpenBao's redis plugin against ``fake``.
+
+    ``api`` is a server's ``api(method, path, body)``; ``roles`` maps each role
+    to make to its ``default_ttl/max_ttl`` (``"1h/24h"``).
+    """
+    api("POST", "sys/mounts/database", {"type": "database"})
+    api(
+        "POST",
+        "database/config/redis",
+        {
+            "plugin_name": "redis-database-plugin",
+            "host": "127.0.0.1",
+            "port": fake.port,
+            "username": "default",
+            "password": "fake-admin-password",
+            "allowed_roles": ["*"],
+        },
+    )
+    for role, ttls in roles.items():
+        database_role(api, role, ttls)
+
+
+def database_role(api: Callable[..., Any], role: str, ttls: str) -> None:
+    """A role of the database engine: credentials with ``default_ttl/max_ttl`` (``"6s/15s"``)."""
+    default_ttl, _, max_ttl = ttls.partition("/")
+    api(
+        "POST",
+        f"database/roles/{role}",
+        {
+            "db_name": "redis",
+            "creation_statements": ['["+@read"]'],
+            "default_ttl": default_ttl,
+            "max_ttl": max_ttl,
+        },
+    )

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from secretinit_vault import VaultProvider
-from secretinit_vault.testing import DevServer, RespFake
+from secretinit_vault.testing import DevServer, RespFake, mount_database
 
 from secretinit.testing.ports import free_port
 
@@ -157,29 +157,7 @@ def redis_fake(bao: Bao) -> Iterator[RespFake]:
     """The database engine at database/, role ``app``, against the RESP fake."""
     fake = RespFake()
     try:
-        bao.api("POST", "sys/mounts/database", {"type": "database"})
-        bao.api(
-            "POST",
-            "database/config/redis",
-            {
-                "plugin_name": "redis-database-plugin",
-                "host": "127.0.0.1",
-                "port": fake.port,
-                "username": "default",
-                "password": "fake-admin-password",
-                "allowed_roles": ["*"],  # "app" here; tests add roles of their own
-            },
-        )
-        bao.api(
-            "POST",
-            "database/roles/app",
-            {
-                "db_name": "redis",
-                "creation_statements": ['["+@read"]'],
-                "default_ttl": "1h",
-                "max_ttl": "24h",
-            },
-        )
+        mount_database(bao.api, fake, {"app": "1h/24h"})
         yield fake
     finally:
         fake.close()

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from secretinit_vault.testing import DevServer
+from secretinit_vault.testing import DevServer, database_role
 
 from conftest import assert_no_leak, secretinit_executable
 from tests.refreshing import LogFile, files_line, refreshing
@@ -126,16 +126,7 @@ def test_a_lease_is_renewed_then_replaced_at_its_max_ttl_and_revoked_at_the_end(
 ) -> None:
     # Leases of 6 s, renewed at about 4 s, for 15 s at most: renewed twice, then replaced.
     name = unique("short")
-    bao.api(
-        "POST",
-        f"database/roles/{name}",
-        {
-            "db_name": "redis",
-            "creation_statements": ['["+@read"]'],
-            "default_ttl": "6s",
-            "max_ttl": "15s",
-        },
-    )
+    database_role(bao.api, name, "6s/15s")
     config = vault_config(home / "secretinit.toml", approle_files(home, approle, secret_id(bao)))
     env = {
         "VAULT_ADDR": bao.address,
