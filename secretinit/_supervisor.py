@@ -838,7 +838,9 @@ class Supervisor:
         else:
             delay = jittered(period)
         if within is not None:
-            delay = min(delay, within)
+            # A provider's deadline (a lease to renew) comes first, but a failing
+            # series still backs off: what failed now would fail again at once.
+            delay = min(delay, max(within, BACKOFF_FIRST) if self.failures else within)
         delay = max(MIN_REFRESH_DELAY, delay)
         self.next_refresh = time.monotonic() + delay
         return delay

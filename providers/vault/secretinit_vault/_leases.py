@@ -159,6 +159,7 @@ class LeaseBook:
         self.token: str | None = None  # the login token secretinit holds (not a given one)
         self.token_life: Lifetime | None = None
         self.carried = False  # the token or leases came from a previous run
+        self.expired: str | None = None  # why no refresh can read Vault any more
 
     # Between runs.
 
@@ -170,6 +171,7 @@ class LeaseBook:
             _debug("vault: the kept state is for another Vault or login: not used", "vault_state")
             return
         now = time.time()
+        self.expired = state.get("expired")
         try:
             if state.get("token"):
                 self.token = str(state["token"])
@@ -213,6 +215,8 @@ class LeaseBook:
             state["token_life"] = self.token_life.to_json()
         if leases:
             state["leases"] = leases
+        if self.expired is not None:
+            state["expired"] = self.expired
         return state if len(state) > 2 else {}
 
     def within(self) -> float | None:
@@ -242,6 +246,8 @@ class LeaseBook:
         repeated, and the FetchError of a renewal that failed for a while
         (Vault unreachable): the core retries it.
         """
+        if self.expired is not None:
+            raise Expired(self.expired)
         if self.token is None or self.token_life is None:
             return None
         life, now = self.token_life, time.time()
@@ -293,12 +299,15 @@ class LeaseBook:
 
     def _token_gone(self, how: str) -> None:
         if self.single_use:
-            raise Expired(
+            # Said by every later run too, without trying: nothing can change it.
+            self.expired = (
                 f"the Vault login token kept since the start has {how}, and the wrapped "
                 f"secret id in {self.settings.secret_id_file} logs in only once (the start "
                 "used it): no refresh can read Vault any more; start again with a new "
                 "wrapped secret id"
             )
+            self._drop_token()
+            raise Expired(self.expired)
         _debug(f"vault: the kept login token has {how}: logging in again", "vault_token_gone")
         self._drop_token()
 

@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from secretinit import SecretRef
 
 from .conftest import RespFake, approle_files, secret_id
@@ -124,3 +126,30 @@ def test_a_refresh_answers_from_the_kept_lease_and_a_failed_one_keeps_it(
     failing.close()
     assert kept["leases"][0]["lease_id"] == state["leases"][0]["lease_id"]
     assert kept["token"] == state["token"]  # still the series' token
+
+
+def test_a_single_use_login_that_expired_is_said_again_without_a_request(home: Path) -> None:
+    """Once the token of a wrapped secret id is gone, every later run says so at once."""
+    from secretinit_vault import VaultProvider
+    from secretinit_vault._leases import LeaseBook
+
+    from secretinit import Expired
+
+    options = {
+        "auth": "approle",
+        "role_id": "role",
+        "secret_id_file": str(home / "wrapped"),
+        "secret_id_wrapped": True,
+    }
+    settings = VaultProvider("vault", options, {"VAULT_ADDR": "http://127.0.0.1:9"}).settings
+    book = LeaseBook(settings)
+    book.hold_token("a-token-canary-7c1d", {"lease_duration": 1, "renewable": False})
+    with pytest.raises(Expired, match="logs in only once"):
+        book.kept_token(client=None)  # within a second of its end: gone
+    state = json.loads(json.dumps(book.save()))
+    assert "token" not in state and "a-token-canary-7c1d" not in json.dumps(state)
+    later = LeaseBook(settings)
+    later.restore(state)
+    with pytest.raises(Expired, match=str(home / "wrapped")):
+        later.kept_token(client=None)  # no client: no request could have been made
+    assert later.within() is None  # nothing to renew: the supervisor backs off
