@@ -596,7 +596,10 @@ def _exec_supervisor(options: SupervisorOptions, env: dict[str, str]) -> NoRetur
     argv = supervisor_argv(options)
     sys.stderr.flush()
     sys.stdout.flush()
-    os.execve(argv[0], argv, env)
+    try:
+        os.execve(argv[0], argv, env)
+    except OSError as err:
+        raise SecretInitError(f"cannot start the supervisor {argv[0]}: {err.strerror}") from None
 
 
 def _exec_command(command: list[str], env: dict[str, str], start: Start) -> NoReturn:

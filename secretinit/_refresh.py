@@ -487,7 +487,9 @@ def _write_state(
     """
     owner = owner or FileOwner(os.geteuid(), os.getegid())
     path = directory.path if isinstance(directory, SecretDirectory) else directory
-    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    # O_PATH: only a name for the owner's *at calls (made with the owner's
+    # ids), which root without DAC_OVERRIDE could not open for reading.
+    flags = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
         fd = os.open(path, flags)
     except OSError as err:

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from secretinit._capabilities import require_user_switch
 from secretinit._declaration import PROBLEMS_HEADER, Declaration, SecretSpec, collect_declaration
 from secretinit._errors import (
     ConfigError,
@@ -171,9 +172,11 @@ def _identity(options: StartOptions, declaration: Declaration) -> Identity | Non
             f"{declaration.place('defaults', 'user')}: [defaults] user {reason}"
         )
         return None
+    given = "--user" if options.user else "[defaults] user"
     if os.geteuid() != 0 and not identity.is_current:
-        given = "--user" if options.user else "[defaults] user"
         raise UsageError(f"{given} {user} needs root: secretinit runs as uid {os.geteuid()}")
+    if user and not identity.is_current and not options.checking:
+        require_user_switch(f"{given} {user}")
     if settings.group is not None:
         try:
             identity.with_group(settings.group)

@@ -199,16 +199,19 @@ def program_argv(*args: str) -> list[str]:
     """The command line that runs secretinit's own CLI with ``args`` (a refresh run, ...).
 
     With :func:`supervisor_argv`, the only place that knows how secretinit
-    executes itself: a self-contained bundle (``sys.frozen``) is its own
-    executable; the Python form runs the package with the same interpreter.
+    executes itself: the package run by the same interpreter, in the Python
+    form and in the self-contained bundle alike (the bundle carries its
+    interpreter, /opt/secretinit/bin/python3: bundle/build.py; bench/bundle
+    says why it is not a frozen executable).
     """
-    if getattr(sys, "frozen", False):
-        return [sys.executable, *args]
     return [sys.executable, "-I", "-m", "secretinit", *args]
 
 
 def supervisor_argv(options: SupervisorOptions) -> list[str]:
-    """The ``python -I -S -B _supervisor.py ...`` command line for ``options``."""
+    """The ``python -I -S -B _supervisor.py ...`` command line for ``options``.
+
+    In the bundle the same: its interpreter runs ``_supervisor.pyc`` (bytecode only).
+    """
     argv = [sys.executable, "-I", "-S", "-B", os.path.abspath(__file__)]
     if options.grace is not None:
         argv += ["--grace", repr(options.grace)]

@@ -16,7 +16,8 @@ Every write, the start's and each refresh's, goes in the kubelet's order
 2. the current generation (``..data``) is compared with the new set: the
    same files, bytes, modes and owners, and the right links, mean nothing
    is written at all;
-3. a fresh generation directory is made with the directory's mode and owner;
+3. a fresh generation directory is made with the directory's mode and owner
+   (root does all of this with the owner's ids, :func:`acting_as`);
    each file is created in it ``O_CREAT|O_EXCL|O_NOFOLLOW`` with its final
    mode and owner before its first byte, written and fsynced, then the
    generation is fsynced;
@@ -50,6 +51,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from secretinit._capabilities import CHOWN, SETGID, SETUID, capability_hint
 from secretinit._declaration import is_valid_file_name
 from secretinit._errors import WriteFailed
 from secretinit._log import log
@@ -131,29 +133,67 @@ def open_secret_directory(
 
 
 def _default_directory(owner: FileOwner) -> SecretDirectory:
-    import tempfile  # only on this path: it costs start-up time
-
     # /run/secretinit when it is in memory (a tmpfs mounted on it or on /run),
     # else a fresh private directory under /dev/shm (as in a Docker container,
-    # whose /run is on the image's disk), else the disk with a warning.
+    # whose /run is on the image's disk), else the disk with a warning. The
+    # temporary directory is looked for only when /dev/shm cannot serve: under
+    # a read-only root file system (Docker's --read-only, Kubernetes'
+    # readOnlyRootFilesystem) /dev/shm is writable and /tmp is not.
+    tried: list[str] = []
     if filesystem_type(DEFAULT_DIR) in MEMORY_FILESYSTEMS:
         try:
             return _prepare(DEFAULT_DIR, owner)
         except WriteFailed as err:
             log("debug", f"not using {DEFAULT_DIR}: {err}", event="directory_skipped")
-    for parent in (SHARED_MEMORY, tempfile.gettempdir()):
-        if os.path.isdir(parent) and (
-            filesystem_type(parent) in MEMORY_FILESYSTEMS or parent != SHARED_MEMORY
-        ):
-            try:
-                path = tempfile.mkdtemp(prefix="secretinit-", dir=parent)
-            except OSError as err:
-                log("debug", f"not using {parent}: {err.strerror}", event="directory_skipped")
-                continue
-            directory = _prepare(path, owner, created=True)
-            directory.temporary = True
+            tried.append(str(err))
+    else:
+        tried.append(f"{DEFAULT_DIR} is not in memory")
+    if not os.path.isdir(SHARED_MEMORY):
+        tried.append(f"there is no {SHARED_MEMORY}")
+    elif filesystem_type(SHARED_MEMORY) not in MEMORY_FILESYSTEMS:
+        tried.append(f"{SHARED_MEMORY} is not in memory")
+    else:
+        directory = _private_directory_under(SHARED_MEMORY, owner, tried)
+        if directory is not None:
             return directory
-    raise WriteFailed("no directory for secrets could be created; give one with --dir")
+    import tempfile  # only on this path: it costs start-up time
+
+    try:
+        # It creates and removes a probe file in each candidate: a read-only
+        # /tmp, /var/tmp and working directory make it raise.
+        temporary = tempfile.gettempdir()
+    except OSError:
+        tried.append("no temporary directory is writable")
+    else:
+        directory = _private_directory_under(temporary, owner, tried)
+        if directory is not None:
+            return directory
+    raise WriteFailed(
+        "no directory for secrets could be created ("
+        + "; ".join(tried)
+        + f"): mount a tmpfs at {DEFAULT_DIR} or give one with --dir"
+    )
+
+
+def _private_directory_under(
+    parent: str, owner: FileOwner, tried: list[str]
+) -> SecretDirectory | None:
+    """A fresh directory with a random name under ``parent``; None (and why in ``tried``)."""
+    for _attempt in range(100):
+        path = os.path.join(parent, f"secretinit-{os.urandom(6).hex()}")
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            continue
+        except OSError as err:
+            log("debug", f"not using {parent}: {err.strerror}", event="directory_skipped")
+            tried.append(f"{parent}: {err.strerror}")
+            return None
+        directory = _prepare(path, owner, created=True)
+        directory.temporary = True
+        return directory
+    tried.append(f"{parent}: no free name")
+    return None
 
 
 def _prepare(path: str, owner: FileOwner, created: bool = False) -> SecretDirectory:
@@ -174,21 +214,33 @@ def _prepare(path: str, owner: FileOwner, created: bool = False) -> SecretDirect
         raise WriteFailed(f"cannot create secret directory {path}: {err.strerror}") from None
     try:
         # O_NOFOLLOW: a symlink planted at the directory's name is refused,
-        # not followed somewhere the attacker chose.
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        # not followed somewhere the attacker chose. O_PATH: root may lack
+        # the right to read a directory that another user owns (no
+        # DAC_OVERRIDE), yet must be able to take exactly this one.
+        handle = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as err:
         reason = "it is a symlink" if os.path.islink(path) else err.strerror
         raise WriteFailed(f"cannot use secret directory {path}: {reason}") from None
     try:
-        _make_private(fd, path, owner)
-    except BaseException:
-        os.close(fd)
-        raise
+        fd = _make_private(handle, path, owner)
+    finally:
+        os.close(handle)
     return SecretDirectory(path, fd, created, filesystem_type(path))
 
 
-def _make_private(fd: int, path: str, owner: FileOwner) -> None:
-    info = os.fstat(fd)
+def _make_private(handle: int, path: str, owner: FileOwner) -> int:
+    """Give the directory behind ``handle`` (O_PATH) to ``owner``, mode included; open it.
+
+    The order keeps root's needs to the CHOWN capability: the owner changes
+    first, then the mode is set and the directory opened as that owner, where
+    root itself would need FOWNER and DAC_OVERRIDE on a directory it no
+    longer owns. ``/proc/self/fd/N`` names exactly the inode of ``handle``,
+    whatever happens to ``path`` meanwhile.
+    """
+    inode = f"/proc/self/fd/{handle}"
+    if not os.path.exists(inode):
+        raise WriteFailed(f"cannot prepare secret directory {path}: /proc is not mounted")
+    info = os.fstat(handle)
     if (info.st_uid, info.st_gid) != (owner.uid, owner.gid):
         if os.geteuid() != 0 and info.st_uid != os.geteuid():
             raise WriteFailed(
@@ -196,16 +248,61 @@ def _make_private(fd: int, path: str, owner: FileOwner) -> None:
                 f"uid {os.geteuid()} and cannot make it private (mount it with uid={owner.uid})"
             )
         try:
-            os.fchown(fd, owner.uid if os.geteuid() == 0 else -1, owner.gid)
+            os.chown(inode, owner.uid if os.geteuid() == 0 else -1, owner.gid)
         except OSError as err:
             raise WriteFailed(
                 f"cannot give {path} to {owner.uid}:{owner.gid}: {err.strerror}"
+                + capability_hint(CHOWN)
             ) from None
-    if stat.S_IMODE(info.st_mode) != owner.directory_mode:
+    with acting_as(owner):
+        if stat.S_IMODE(info.st_mode) != owner.directory_mode:
+            try:
+                os.chmod(inode, owner.directory_mode)
+            except OSError as err:
+                raise WriteFailed(f"cannot make {path} private: {err.strerror}") from None
         try:
-            os.fchmod(fd, owner.directory_mode)
+            return os.open(inode, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as err:
-            raise WriteFailed(f"cannot make {path} private: {err.strerror}") from None
+            raise WriteFailed(f"cannot use secret directory {path}: {err.strerror}") from None
+
+
+@contextmanager
+def acting_as(owner: FileOwner) -> Iterator[None]:
+    """As root, act with the owner's effective ids; elsewhere do nothing.
+
+    Root writes the files as their owner (``seteuid``, as a file server does)
+    rather than as itself: each file is the owner's from its creation, and
+    root needs neither DAC_OVERRIDE to write into the owner's private
+    directory nor CHOWN per file, only the SETUID and SETGID capabilities
+    that dropping root to ``--user`` needs anyway. The real and saved ids stay
+    root's, so no process of the owner's may signal or trace this one
+    meanwhile (the kernel also makes it non-dumpable while the ids differ).
+    """
+    euid, egid = os.geteuid(), os.getegid()
+    if euid != 0 or (owner.uid, owner.gid) == (euid, egid):
+        yield
+        return
+    try:
+        os.setegid(owner.gid)  # the group first: without root it could not change any more
+    except OSError as err:
+        raise WriteFailed(
+            f"cannot act as group {owner.gid} to write its files: {err.strerror}"
+            + capability_hint(SETGID)
+        ) from None
+    try:
+        try:
+            os.seteuid(owner.uid)
+        except OSError as err:
+            raise WriteFailed(
+                f"cannot act as uid {owner.uid} to write its files: {err.strerror}"
+                + capability_hint(SETUID)
+            ) from None
+        try:
+            yield
+        finally:
+            os.seteuid(euid)
+    finally:
+        os.setegid(egid)
 
 
 def write_secret_files(
@@ -222,7 +319,18 @@ def write_secret_files(
     (a refresh run): the generation just replaced stays for the supervisor
     to remove a moment later, so that a reader whose lookup of
     ``NAME -> ..data/NAME`` passed through it meanwhile still finds the file.
+    As root, all of it is done with the owner's ids (:func:`acting_as`).
     """
+    with acting_as(owner):
+        return _write_set(directory, files, owner, keep_previous)
+
+
+def _write_set(
+    directory: SecretDirectory,
+    files: Sequence[SecretFile],
+    owner: FileOwner,
+    keep_previous: bool,
+) -> list[str]:
     for secret_file in files:
         _check_target(directory, secret_file)
     _check_not_a_directory(directory, DATA_LINK, "the secret directory's ..data link")
@@ -283,6 +391,11 @@ def open_state_directory(directory: SecretDirectory, owner: FileOwner) -> Secret
     owner's (the application's user, who runs the refreshes), and never the
     group's, even when the files are: it holds the start's environment.
     """
+    with acting_as(owner):
+        return _open_state_directory(directory, owner)
+
+
+def _open_state_directory(directory: SecretDirectory, owner: FileOwner) -> SecretDirectory:
     path = os.path.join(directory.path, STATE_DIRECTORY)
     created = False
     try:
@@ -319,14 +432,15 @@ def write_private_file(
 ) -> None:
     """Replace file ``name`` of ``directory`` (mode 0600) atomically: state, not secrets."""
     temporary = _temporary_name()
-    try:
-        _create(directory.fd, temporary, data, PRIVATE_MODE, owner)
-        os.rename(temporary, name, src_dir_fd=directory.fd, dst_dir_fd=directory.fd)
-    except OSError as err:
-        _unlink_quietly(directory.fd, temporary)
-        raise WriteFailed(
-            f"cannot write {os.path.join(directory.path, name)}: {err.strerror}"
-        ) from None
+    with acting_as(owner):  # as root, the owner's file in the owner's directory
+        try:
+            _create(directory.fd, temporary, data, PRIVATE_MODE, owner)
+            os.rename(temporary, name, src_dir_fd=directory.fd, dst_dir_fd=directory.fd)
+        except OSError as err:
+            _unlink_quietly(directory.fd, temporary)
+            raise WriteFailed(
+                f"cannot write {os.path.join(directory.path, name)}: {err.strerror}"
+            ) from None
     os.fsync(directory.fd)
 
 

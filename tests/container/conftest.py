@@ -59,6 +59,38 @@ class Images:
         self.podman = podman
         self.base = base
         self.built: dict[str, Image] = {}
+        self.any_images: dict[str, Image] = {}
+        self._no_python_base: str | None = None
+
+    @property
+    def no_python_base(self) -> str:
+        """The base without Python that examples/any-image is built on."""
+        if self._no_python_base is None:
+            try:
+                self._no_python_base = self.podman.no_python_base(self.base)
+            except BuildFailed as err:
+                pytest.fail(str(err))
+        return self._no_python_base
+
+    def any_image(self, name: str) -> Image:
+        """examples/any-image: the bundle of ``name``'s providers in an image without Python."""
+        if name not in self.any_images:
+            try:
+                bundle = self.podman.build_secretinit(
+                    name, PROVIDER_SETS[name], self.base, bundle=True
+                )
+                image = self.podman.build_any_image(bundle, self.no_python_base)
+            except BuildFailed as err:
+                pytest.fail(str(err))
+            self.any_images[name] = image
+            RECORDS.setdefault(f"bundle {name}", {}).update(
+                providers=list(image.providers),
+                bundle_mb=round(bundle.size / 1e6, 1),
+                any_image_over_base_mb=round(
+                    (image.size - self.podman.image_size(self.no_python_base)) / 1e6, 1
+                ),
+            )
+        return self.any_images[name]
 
     def get(self, name: str) -> Image:
         if name not in self.built:
@@ -86,6 +118,12 @@ def images(podman: Podman, base_image: str) -> Images:
 def image(request: pytest.FixtureRequest, images: Images) -> Image:
     """The project's image, once for the core alone and once with every provider present."""
     return images.get(request.param)
+
+
+@pytest.fixture(scope="session", params=list(PROVIDER_SETS))
+def any_image(request: pytest.FixtureRequest, images: Images) -> Image:
+    """examples/any-image (no Python) with the bundle, for the core alone and every provider."""
+    return images.any_image(request.param)
 
 
 @pytest.fixture(scope="session")

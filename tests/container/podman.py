@@ -40,8 +40,9 @@ DRIVER_VARIABLE = "SECRETINIT_CONTAINER_DRIVER"  # overlay | vfs; default: overl
 MIRROR_VARIABLE = "SECRETINIT_CONTAINER_MIRROR"
 
 # What the tier needs from Debian, and the programs that show it is there.
-DEBIAN_PACKAGES = ("podman", "runc", "debootstrap")
-REQUIRED_PROGRAMS = ("podman", "runc", "conmon", "debootstrap")
+# (objdump, from binutils, reads the glibc versions the bundle needs.)
+DEBIAN_PACKAGES = ("podman", "runc", "debootstrap", "binutils")
+REQUIRED_PROGRAMS = ("podman", "runc", "conmon", "debootstrap", "objdump")
 APT_INSTALL = "apt-get install -y --no-install-recommends " + " ".join(DEBIAN_PACKAGES)
 
 # The base image: Debian's Python with venv (what the Dockerfile's builder
@@ -58,6 +59,11 @@ HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 BASE_RECIPE_VERSION = 2  # bump when the recipe below changes in a way the key cannot see
 
 IMAGE_REPOSITORY = "localhost/secretinit-tier"
+BUNDLE_REPOSITORY = "localhost/secretinit-tier-bundle"
+ANY_IMAGE_REPOSITORY = "localhost/secretinit-tier-any-image"
+NO_PYTHON_DOCKERFILE = Path(__file__).resolve().parent / "no-python.Dockerfile"
+NO_PYTHON_REPOSITORY = "localhost/secretinit-tier-base-no-python"
+ANY_IMAGE_DOCKERFILE = ROOT / "examples" / "any-image" / "Dockerfile"
 APP_UID = 10001  # the Dockerfile's APP_UID default
 
 # What the tier measured (image sizes, start-up, stop time), by provider set:
@@ -354,14 +360,17 @@ class Podman:
         *,
         dockerfile: Path | None = None,
         build_args: Mapping[str, str] | None = None,
+        target: str | None = None,
     ) -> str:
-        """``podman build --pull=never``; the new image's ID."""
+        """``podman build --pull=never`` (of ``target``, a stage); the new image's ID."""
         log = self.logs / f"build-{tag.rsplit('/', 1)[-1].replace(':', '-')}.log"
         with tempfile.TemporaryDirectory(dir=self.state / "tmp") as scratch:
             iidfile = Path(scratch) / "iid"
             command = ["build", "--pull=never", "--layers", "--iidfile", str(iidfile), "-t", tag]
             if dockerfile is not None:
                 command += ["--file", str(dockerfile)]
+            if target is not None:
+                command += ["--target", target]
             for name, value in (build_args or {}).items():
                 command += ["--build-arg", f"{name}={value}"]
             done = self(*command, str(context), timeout=BUILD_TIMEOUT, check=False)
@@ -373,15 +382,46 @@ class Podman:
                 )
             return iidfile.read_text().strip()
 
-    def build_secretinit(self, name: str, providers: Sequence[str], base: str) -> Image:
-        """The project's Dockerfile on ``base`` with ``providers`` installed."""
-        tag = f"{IMAGE_REPOSITORY}:{name}"
+    def build_secretinit(
+        self, name: str, providers: Sequence[str], base: str, *, bundle: bool = False
+    ) -> Image:
+        """The project's Dockerfile on ``base`` with ``providers`` installed.
+
+        ``bundle``: its ``bundle`` target, an image holding /opt/secretinit alone.
+        """
+        tag = f"{BUNDLE_REPOSITORY if bundle else IMAGE_REPOSITORY}:{name}"
         started = time.monotonic()
         image_id = self.build(
-            tag, ROOT, build_args={"BASE_IMAGE": base, "PROVIDERS": " ".join(providers)}
+            tag,
+            ROOT,
+            build_args={"BASE_IMAGE": base, "PROVIDERS": " ".join(providers)},
+            target="bundle" if bundle else None,
         )
         elapsed = time.monotonic() - started
         return Image(name, tuple(providers), image_id, tag, self.image_size(image_id), elapsed)
+
+    def no_python_base(self, base: str) -> str:
+        """``base`` with every python3 package purged (no-python.Dockerfile); its ID."""
+        return self.build(
+            f"{NO_PYTHON_REPOSITORY}:latest",
+            NO_PYTHON_DOCKERFILE.parent,
+            dockerfile=NO_PYTHON_DOCKERFILE,
+            build_args={"BASE_IMAGE": base},
+        )
+
+    def build_any_image(self, bundle: Image, base: str) -> Image:
+        """examples/any-image on ``base`` (no Python) with ``bundle``'s /opt/secretinit."""
+        tag = f"{ANY_IMAGE_REPOSITORY}:{bundle.name}"
+        started = time.monotonic()
+        image_id = self.build(
+            tag,
+            ROOT / "examples",
+            dockerfile=ANY_IMAGE_DOCKERFILE,
+            build_args={"BASE_IMAGE": base, "BUNDLE_IMAGE": bundle.id},
+        )
+        elapsed = time.monotonic() - started
+        size = self.image_size(image_id)
+        return Image(bundle.name, bundle.providers, image_id, tag, size, elapsed)
 
 
 def provider_names(root: Path = ROOT) -> list[str]:

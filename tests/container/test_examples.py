@@ -11,14 +11,19 @@ import re
 import secrets
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from dotenv import dotenv_values
 
 from conftest import assert_no_leak
+from tests.container.checks import wait_for_exit
 from tests.container.compose import SECRETS_DIR, service_run
 from tests.container.podman import APP_UID, PROGRAMS, ROOT, Container, Image, Podman
 from tests.container.podman import start as start_container
+
+if TYPE_CHECKING:
+    from tests.container.conftest import Images
 
 pytestmark = pytest.mark.container
 
@@ -38,20 +43,20 @@ def example_image(podman: Podman, core_image: Image) -> str:
     )
 
 
-def wait_for_exit(container: Container, timeout: float = 60) -> int:
-    deadline = time.monotonic() + timeout
-    while container.running():
-        assert time.monotonic() < deadline, f"{container.name} still runs after {timeout} s"
-        time.sleep(0.2)
-    return container.exit_code()
-
-
 def dev_values() -> list[str]:
     return [v for v in dotenv_values(EXAMPLES / "dev.env").values() if v]
 
 
+@pytest.fixture(params=["image", "any-image"])
+def example(request: pytest.FixtureRequest, images: Images) -> str:
+    """examples/image (on the Python image) or examples/any-image (the bundle, no Python)."""
+    if request.param == "image":
+        return str(request.getfixturevalue("example_image"))
+    return images.any_image("core").id
+
+
 def test_example_image_development_flow(
-    podman: Podman, example_image: str, containers: list[Container]
+    podman: Podman, example: str, containers: list[Container]
 ) -> None:
     """The production image on a laptop: SECRETINIT_ENV_FILE instead of vault and AWS."""
     container = start_container(
@@ -62,7 +67,7 @@ def test_example_image_development_flow(
         f"{EXAMPLES / 'dev.env'}:/app/dev.env:ro",
         "--env",
         "SECRETINIT_ENV_FILE=/app/dev.env",
-        example_image,
+        example,
     )
     containers.append(container)
     assert wait_for_exit(container) == 0
@@ -79,12 +84,12 @@ def test_example_image_development_flow(
 
 
 def test_example_image_without_its_providers_says_what_to_install(
-    podman: Podman, example_image: str, containers: list[Container]
+    podman: Podman, example: str, containers: list[Container]
 ) -> None:
     """On the core image the production declaration cannot start, and says why."""
-    container = start_container(podman, "--network", "none", example_image)
+    container = start_container(podman, "--network", "none", example)
     containers.append(container)
-    assert wait_for_exit(container) == 2  # bad usage or config
+    assert wait_for_exit(container) == 78  # a bad declaration (EX_CONFIG)
     logs = container.logs()
     assert "example app" not in logs
     assert "secretinit-vault" in logs

@@ -11,62 +11,34 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from conftest import assert_no_leak
+from tests.container.checks import (
+    LOAD_ENTRY_POINTS,
+    SECRET_DIR,
+    app_report,
+    declare,
+    expected_providers,
+    ids,
+    listed_providers,
+    mounts,
+    process_status,
+    stop_in_time,
+)
 from tests.container.podman import (
     APP_UID,
-    PROGRAMS,
     RECORDS,
     Container,
     Image,
     Podman,
-    provider_schemes,
 )
 from tests.container.podman import start as start_container
 
 pytestmark = pytest.mark.container
 
-SECRET_DIR = "/run/secretinit"
 APP = ["python3", "/tier/app.py"]
-STOP_TIMEOUT = 60  # podman stop's own limit before SIGKILL
-
-
-def declare(planted: dict[str, str]) -> list[str]:
-    """``--env NAME=env-file:///tier-secrets/app.env#NAME`` for every planted secret."""
-    options = []
-    for name in planted:
-        options += ["--env", f"{name}=env-file:///tier-secrets/app.env#{name}"]
-    return options
-
-
-def mounts(secrets_dir: Path) -> list[str]:
-    return [
-        "--network",
-        "none",
-        "--volume",
-        f"{PROGRAMS}:/tier:ro",
-        "--volume",
-        f"{secrets_dir}:/tier-secrets:ro",
-    ]
-
-
-def app_report(logs: str) -> dict[str, Any]:
-    line = next(line for line in logs.splitlines() if line.startswith("APP-REPORT "))
-    report: dict[str, Any] = json.loads(line.removeprefix("APP-REPORT "))
-    return report
-
-
-def process_status(container: Container, pid: int) -> dict[str, str]:
-    """``/proc/PID/status`` of a process in the container, as a dict."""
-    text = container.read(f"/proc/{pid}/status")
-    return dict(line.split(":\t", 1) for line in text.splitlines() if ":\t" in line)
-
-
-def ids(status: dict[str, str], field: str) -> set[int]:
-    return {int(n) for n in status[field].split()}
 
 
 @pytest.fixture(scope="session")
@@ -168,17 +140,7 @@ def test_stop_forwards_sigterm_and_keeps_the_application_status(
     container = start_container(podman, *mounts(secrets_dir), *declare(planted), image.id, *APP)
     containers.append(container)
     container.wait_for("APP-REPORT")
-    started = time.monotonic()
-    podman("stop", "--time", str(STOP_TIMEOUT), container.name, timeout=STOP_TIMEOUT + 30)
-    elapsed = time.monotonic() - started
-    # The application's own status: not 137 (SIGKILL at the timeout), not 143.
-    assert container.exit_code() == 42
-    logs = container.logs()
-    assert "APP-SIGTERM" in logs
-    assert "exited (status 42)" in logs
-    # Far from the timeout: the SIGTERM reached the application at once.
-    assert elapsed < STOP_TIMEOUT / 2, f"podman stop took {elapsed:.1f} s"
-    RECORDS.setdefault(image.name, {})["stop_seconds"] = round(elapsed, 2)
+    RECORDS.setdefault(image.name, {})["stop_seconds"] = round(stop_in_time(container), 2)
 
 
 def test_missing_required_secret_stops_before_the_application(
@@ -212,28 +174,56 @@ def test_missing_required_secret_stops_before_the_application(
 
 def test_installed_providers(podman: Podman, image: Image) -> None:
     listing = podman("run", "--rm", "--network", "none", image.id, "secretinit", "providers")
-    installed = {
-        line.split()[0]: line.split()[1]
-        for line in listing.stdout.splitlines()
-        if "not installed" not in line
-    }
-    expected = {"env-file": "secretinit", "docker-secret": "secretinit"}
-    for name in image.providers:
-        expected.update(dict.fromkeys(provider_schemes(name), f"secretinit-{name}"))
-    assert installed == expected
-    # Every installed provider imports, SDK included, in the image's Python.
+    expected = expected_providers(image.providers)
+    assert listed_providers(listing.stdout) == expected
+    # Every installed provider imports, SDK included, in secretinit's own Python.
     load = podman(
         "run",
         "--rm",
         "--network",
         "none",
         image.id,
-        "python3",
+        "/opt/secretinit/bin/python3",
         "-c",
-        "from importlib.metadata import entry_points\n"
-        "for e in entry_points(group='secretinit.providers'): e.load(); print(e.name)",
+        LOAD_ENTRY_POINTS,
     )
     assert sorted(load.stdout.split()) == sorted(expected)
+
+
+def test_only_the_command_is_exposed(podman: Podman, image: Image) -> None:
+    """An image built FROM this one keeps its own python: the venv is not on PATH."""
+    done = podman(
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        image.id,
+        "sh",
+        "-c",
+        'echo "$PATH"; command -v secretinit; readlink "$(command -v secretinit)"; '
+        'command -v python3; env | grep "^PYTHON" || true',
+    )
+    path, command, target, python, *python_variables = done.stdout.splitlines()
+    assert "/opt/secretinit" not in path
+    assert (command, target) == ("/usr/local/bin/secretinit", "/opt/secretinit/bin/secretinit")
+    assert python == "/usr/bin/python3"  # the base's, not /opt/secretinit/bin/python3
+    assert python_variables == []
+    # The application's PYTHON* variables are for its Python, not secretinit's.
+    done = podman(
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--env",
+        "PYTHONHOME=/nowhere",
+        "--env",
+        "PYTHONPATH=/nowhere",
+        image.id,
+        "sh",
+        "-c",
+        'echo "$PYTHONHOME"',
+    )
+    assert done.stdout.strip() == "/nowhere"
 
 
 def test_record_startup_time_inside_the_container(

@@ -1,0 +1,1 @@
+"""Self-contained bundle forms compared: relocated interpreter, PyInstaller, Nuitka."""
