@@ -488,7 +488,12 @@ class Supervisor:
     def run(self) -> int:
         """Supervise until the command exited (or, without one, until a stop signal)."""
         if self.options.command:
-            self.start_command()
+            try:
+                self.start_command()
+            except CommandFailed:  # the series ends before it began: nothing uses its leases
+                if self.options.refresh is not None:
+                    self.release()
+                raise
         if self.options.refresh is not None:
             delay = jittered(self.options.refresh)
             if self.options.refresh_first is not None:

@@ -713,6 +713,15 @@ def test_a_last_run_releases_what_providers_hold_once_the_command_exited(
     assert not (secrets_dir / "..secretinit" / "providers.json").exists()
 
 
+def test_a_command_that_cannot_start_releases_what_the_start_fetched(
+    counter_provider: dict[str, str], secrets_dir: Path
+) -> None:
+    options = ["--dir", str(secrets_dir), "--refresh", "60"]
+    result = run_secretinit(["run", *options, "--", "no-such-command-4f2a"], counter_provider)
+    assert result.returncode == 127, result.stderr
+    assert Path(counter_provider["COUNTER_RELEASED"]).read_text() == "released after 1 fetches\n"
+
+
 def test_a_sidecar_leaves_what_providers_hold_to_their_ttl(
     counter_provider: dict[str, str], secrets_dir: Path, log: LogFile
 ) -> None:
