@@ -41,9 +41,13 @@ has run out and no new one can be had, the provider returns
 what it fetched *anew* is never written and may be released, while what the
 files already hold (a lease renewed in this run) must stay.
 
-Nothing is called when the series ends (the container stops): what a
-provider kept in its state expires with its TTL, as the files do with the
-tmpfs.
+When the series ends because the command exited (``run --refresh``), the
+supervisor starts one last short run that calls :meth:`Provider.release`
+after :meth:`Provider.restore_state`: the provider ends what its state holds
+(a login token, leases), since nothing uses it any more. A sidecar's series
+(``fetch --refresh``) has no such run: the application in another container
+may still hold the credentials while it drains, so what the state holds
+ends with its TTL.
 """
 
 from __future__ import annotations
@@ -163,6 +167,14 @@ class Provider(abc.ABC):
         directory's private state directory until the next run.
         """
         return {}
+
+    def release(self) -> None:
+        """The series ended for good: end what the state holds (a login token, leases).
+
+        Called once, in a last short run that the supervisor starts after the
+        command of ``run --refresh`` exited, after :meth:`restore_state` and
+        before :meth:`close`. Whatever it cannot end expires with its TTL.
+        """
 
     def refresh_within(self) -> float | None:
         """Seconds within which the next refresh must come at the latest, or None.

@@ -38,6 +38,11 @@ stacks stays resident between refreshes.
   log: a failure as the start reports one (names and reasons, never a
   value), a success at debug level only: the supervisor logs the one line
   of a refresh that changed something.
+- **The last run** (``refresh-run --dir DIR --release``): once the command
+  of ``run --refresh`` exited for good, the supervisor starts one more run
+  that repeats the start's preparation, restores the providers' state and
+  calls each provider's ``release()`` (a Vault login token revoked, and its
+  leases with it), then removes that state. A sidecar has no such run.
 - **Failing well**: a failed run writes nothing (the last good files stay),
   and a secret that disappeared from the store is such a failure: its file
   keeps the last value until the store has it again or the container is
@@ -80,6 +85,7 @@ from secretinit._startup import (
 )
 from secretinit._supervisor import (
     COMMAND_ENVIRONMENT,
+    PROVIDER_STATE,
     START_RECORD,
     STATE_DIRECTORY,
     SupervisorOptions,
@@ -94,7 +100,6 @@ from secretinit._writer import (
     write_secret_files,
 )
 
-PROVIDER_STATE = "providers.json"
 RECORD_VERSION = 1
 # A refresh run may take its --timeout for the fetch, plus this for the rest
 # (the interpreter, the SDKs' imports, the writes) before the supervisor kills it.
@@ -193,6 +198,8 @@ def refresh_run_main(argv: list[str]) -> int:
     except ValueError as err:
         print(f"secretinit refresh-run: {err}", file=sys.stderr)
         return EXIT_USAGE
+    if report_fd is None:
+        return _release(directory)
     report: dict[str, str] = {}
     started = time.time()
     try:
@@ -233,16 +240,50 @@ def refresh_run_main(argv: list[str]) -> int:
             pass  # the supervisor is gone: nobody to tell
 
 
-def _parse(argv: list[str]) -> tuple[str, int]:
+def _parse(argv: list[str]) -> tuple[str, int | None]:
+    """``--dir DIR --report-fd N`` (a refresh) or ``--dir DIR --release`` (the last run)."""
+    if len(argv) == 3 and argv[0] == "--dir" and argv[2] == "--release":
+        return argv[1], None
     options = dict(zip(argv[::2], argv[1::2], strict=False))
     if len(argv) != 4 or set(options) != {"--dir", "--report-fd"}:
-        raise ValueError("usage: secretinit refresh-run --dir DIR --report-fd N")
+        raise ValueError("usage: secretinit refresh-run --dir DIR (--report-fd N | --release)")
     return options["--dir"], int(options["--report-fd"])
 
 
-def _refresh(directory: str, report: dict[str, str], started: float) -> int:
-    """Prepare, resolve and write as the start did; fill ``report``; raise what failed."""
-    inherited = dict(os.environ)  # the command's environment, as the supervisor holds it
+def _release(directory: str) -> int:
+    """The last run of a series whose command exited: each provider ends what it holds."""
+    try:
+        start = _repeat_start(directory, dict(os.environ))
+    except Stopped as stopped:
+        return 128 + stopped.number
+    except SecretInitError as err:
+        log("warning", f"cannot release what the providers hold: {err}", event="release_failed")
+        return err.exit_status
+    try:
+        _restore_providers(start, directory)
+        for provider in start.providers.values():
+            try:
+                provider.release()
+            except Exception as err:  # the others still release theirs
+                log(
+                    "warning",
+                    f"{provider.scheme}: releasing what it holds failed ({type(err).__name__}); "
+                    "it ends with its TTL",
+                    event="release_failed",
+                )
+    except Stopped as stopped:
+        return 128 + stopped.number
+    finally:
+        start.close()
+        try:
+            os.unlink(os.path.join(directory, STATE_DIRECTORY, PROVIDER_STATE))
+        except OSError:
+            pass  # nothing was kept, or the directory is gone
+    return 0
+
+
+def _repeat_start(directory: str, inherited: dict[str, str]) -> Start:
+    """The start again, from its record: its logging, modules, environment and declaration."""
     try:
         record = _read_record(directory)
     except (OSError, ValueError) as err:
@@ -264,7 +305,13 @@ def _refresh(directory: str, report: dict[str, str], started: float) -> int:
         user=record["user"],
         timeout=record["timeout"],
     )
-    start = prepare(options, environ, ProviderRegistry())
+    return prepare(options, environ, ProviderRegistry())
+
+
+def _refresh(directory: str, report: dict[str, str], started: float) -> int:
+    """Prepare, resolve and write as the start did; fill ``report``; raise what failed."""
+    inherited = dict(os.environ)  # the command's environment, as the supervisor holds it
+    start = _repeat_start(directory, inherited)
     report["secrets"] = str(len(start.declaration.secrets))
     try:
         _restore_providers(start, directory)

@@ -67,6 +67,11 @@ could not be written, ...), or :data:`EXIT_EXPIRED`.
   here. A run that overruns ``--refresh-limit`` is killed alike.
 - Without a command (``fetch --refresh``: a sidecar) the loop only
   refreshes, until SIGTERM or SIGINT, then exits 0.
+- Once the command exited for good (``run --refresh``), a last run
+  (``refresh-run --release``, bounded by :data:`RELEASE_TIMEOUT`) lets the
+  providers end what they kept (a Vault login token and its leases), when
+  they kept anything (``..secretinit/providers.json``). A sidecar has none:
+  the application of another container may still hold those credentials.
 
 The main process builds this script's arguments with :func:`supervisor_argv`.
 """
@@ -125,6 +130,7 @@ DATA_LINK = "..data"
 STATE_DIRECTORY = "..secretinit"
 TEMPORARY_PREFIX = ".secretinit-"
 START_RECORD = "start.json"
+PROVIDER_STATE = "providers.json"
 COMMAND_ENVIRONMENT = "environ"
 
 # Refresh timing (documented in the README, "Keeping secrets current").
@@ -133,6 +139,7 @@ MIN_REFRESH_DELAY = 1.0  # however soon a provider asks, never sooner than this
 BACKOFF_FIRST = 5.0  # the wait after a first failed refresh, doubled after each
 DEBOUNCE = 5.0  # changes within this long after an action make one more action
 REFRESH_STOP_TIMEOUT = 5.0  # a refresh run stopped by SIGTERM gets this long before SIGKILL
+RELEASE_TIMEOUT = 10.0  # the last run, after the command exited, ends by then
 # A refresh run leaves the generation it replaced; it is removed this long
 # after the run (before the next run, which never comes sooner), so a reader
 # whose lookup of NAME -> ..data/NAME went through it just before the swap
@@ -579,7 +586,12 @@ class Supervisor:
     def run(self) -> int:
         """Supervise until the command exited (or, without one, until a stop signal)."""
         if self.options.command:
-            self.start_command()
+            try:
+                self.start_command()
+            except CommandFailed:  # the series ends before it began: nothing uses its leases
+                if self.options.refresh is not None:
+                    self.release()
+                raise
         if self.options.refresh is not None:
             delay = jittered(self.options.refresh)
             if self.options.refresh_first is not None:
@@ -599,9 +611,44 @@ class Supervisor:
                 self.on_children()
             else:
                 self.on_signal(info.si_signo)
+        if self.options.command and self.options.refresh is not None:
+            self.release()
         if self.final_status is not None:
             return self.final_status
         return 0 if self.wait_status is None else exit_status(self.wait_status)
+
+    def release(self) -> None:
+        """The command exited for good: a last run ends what the providers hold (leases).
+
+        Only when a provider kept something; bounded by :data:`RELEASE_TIMEOUT`.
+        """
+        state = os.path.join(self.options.refresh_dir or "", STATE_DIRECTORY, PROVIDER_STATE)
+        if not os.path.exists(state):
+            return
+        try:
+            pid = self.spawn_run("--release")
+        except OSError as err:
+            self.log("warning", f"cannot release: {err.strerror}", event="release_failed")
+            return
+        deadline = time.monotonic() + RELEASE_TIMEOUT
+        while True:
+            for reaped, wait_status in reap():
+                if reaped == pid:
+                    self.log(
+                        "debug",
+                        f"release run ended (status {exit_status(wait_status)})",
+                        event="released",
+                    )
+                    return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self.log(
+                    "warning", "the release did not end in time; killing it", event="release_killed"
+                )
+                _signal_group(pid, signal.SIGKILL, also_pid=True)
+                os.waitpid(pid, 0)
+                return
+            signal.sigtimedwait((signal.SIGCHLD,), remaining)
 
     # The command.
 
@@ -745,22 +792,26 @@ class Supervisor:
 
     # Refresh runs.
 
-    def start_refresh(self) -> None:
+    def spawn_run(self, *args: str) -> int:
+        """Start ``secretinit refresh-run --dir DIR ARGS...``; its PID."""
         directory = self.options.refresh_dir
         assert directory is not None  # parse_arguments: --refresh comes with --refresh-dir
+        argv = program_argv("refresh-run", "--dir", directory, *args)
+        return os.posix_spawn(
+            argv[0],
+            argv,
+            self.environ,
+            file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)],
+            setpgroup=0,  # its own group: the command's signals never reach it
+            setsigmask=self.options.child_sigmask,
+            setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),
+        )
+
+    def start_refresh(self) -> None:
         report, write_end = os.pipe2(os.O_CLOEXEC)
         os.set_inheritable(write_end, True)  # the run's only inherited descriptor but 0-2
-        argv = program_argv("refresh-run", "--dir", directory, "--report-fd", str(write_end))
         try:
-            pid = os.posix_spawn(
-                argv[0],
-                argv,
-                self.environ,
-                file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0)],
-                setpgroup=0,  # its own group: the command's signals never reach it
-                setsigmask=self.options.child_sigmask,
-                setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),
-            )
+            pid = self.spawn_run("--report-fd", str(write_end))
         except OSError as err:
             os.close(report)
             self.log("warning", f"cannot start a refresh: {err.strerror}", event="refresh_failed")
@@ -893,7 +944,9 @@ class Supervisor:
         else:
             delay = jittered(period)
         if within is not None:
-            delay = min(delay, within)
+            # A provider's deadline (a lease to renew) comes first, but a failing
+            # series still backs off: what failed now would fail again at once.
+            delay = min(delay, max(within, BACKOFF_FIRST) if self.failures else within)
         delay = max(MIN_REFRESH_DELAY, delay)
         self.next_refresh = time.monotonic() + delay
         return delay

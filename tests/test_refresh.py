@@ -369,6 +369,12 @@ class Counter(Provider):
 
     def refresh_within(self):
         return 1.0
+
+    def release(self):
+        import os
+
+        with open(os.environ["COUNTER_RELEASED"], "a") as stream:
+            stream.write(f"released after {self.count} fetches\\n")
 """
 
 
@@ -384,7 +390,8 @@ def counter_provider(tmp_path: Path) -> dict[str, str]:
     (dist / "entry_points.txt").write_text(
         "[secretinit.providers]\ncounter = counter_provider:Counter\n"
     )
-    return {"PYTHONPATH": str(plugins), "C": "counter://x"}
+    released = tmp_path / "released"
+    return {"PYTHONPATH": str(plugins), "C": "counter://x", "COUNTER_RELEASED": str(released)}
 
 
 def test_providers_keep_state_between_runs_and_ask_for_sooner_refreshes(
@@ -625,3 +632,108 @@ def test_a_restarted_command_gets_the_terminal_foreground(tmp_path: Path) -> Non
                 os.kill(stray, signal.SIGKILL)
         os.waitpid(pid, 0)
         os.close(master)
+
+
+# The supervisor of a refresh series, run directly with its own stop deadline
+# shortened from OWN_STOP_GRACE (10 s) to 1 s in that process alone: the code
+# path is the one a --grace-less series takes, without a knob in production.
+SHORT_OWN_STOP = """
+import sys
+sys.path.insert(0, sys.argv.pop(1))
+import _supervisor
+_supervisor.OWN_STOP_GRACE = 1.0
+_supervisor.main(sys.argv[1:])
+"""
+
+
+@pytest.mark.parametrize(("action", "expected"), [("exit", 75), ("restart", None)])
+def test_an_own_stop_without_grace_kills_a_command_that_ignores_sigterm(
+    tmp_path: Path, secrets_dir: Path, log: LogFile, action: str, expected: int | None
+) -> None:
+    from secretinit import _supervisor
+
+    env_file = tmp_path / "dev.env"
+    write_values(env_file, A="canary-g1-0c0c")
+    env = {"A": f"env-file://{env_file}#A"}
+    # A series whose command ends at once leaves its start record for the runs.
+    started = run_secretinit(
+        ["run", "--dir", str(secrets_dir), "--refresh", "60", "--", "true"], env
+    )
+    assert started.returncode == 0, started.stderr
+    supervisor = [
+        sys.executable,
+        "-I",
+        "-S",
+        "-B",
+        "-c",
+        SHORT_OWN_STOP,
+        os.path.dirname(_supervisor.__file__),
+        *["--log-format", "json", "--log-level", "debug", "--refresh", "1"],
+        *["--refresh-dir", str(secrets_dir), "--on-change", action],
+        *["--", sys.executable, str(Path(__file__).parent / "programs" / "signal_child.py")],
+        "ignore-term",
+    ]
+    with subprocess.Popen(
+        supervisor, stdout=subprocess.PIPE, stderr=log.stream, env={**os.environ, **env}
+    ) as process:
+        try:
+            assert process.stdout is not None
+            first = process.stdout.readline().split()
+            assert first[0] == b"ready"
+            write_values(env_file, A="canary-g2-0d0d")
+            stop = json.loads(log.wait_for('"event": "on_change"'))
+            assert stop["action"] == action
+            killed = json.loads(log.wait_for('"event": "grace_expired"'))
+            assert "did not exit 1 s after being asked" in str(killed["message"])
+            # No --grace: no deadline of secretinit's own for an orchestrator's stop, but
+            # this stop is secretinit's, so it ends after the (shortened) OWN_STOP_GRACE.
+            assert seconds(killed["time"]) - seconds(stop["time"]) < 3
+            if expected is None:  # restart: the command runs again after the kill
+                again = process.stdout.readline().split()
+                assert again[0] == b"ready" and again[1] != first[1]
+                os.kill(int(again[1]), signal.SIGKILL)  # ends the supervisor too
+                expected = 128 + signal.SIGKILL
+            assert process.wait(timeout=30) == expected
+        finally:
+            if process.poll() is None:
+                process.kill()
+    assert (secrets_dir / "A").read_text() == "canary-g2-0d0d"
+
+
+def test_a_last_run_releases_what_providers_hold_once_the_command_exited(
+    counter_provider: dict[str, str], secrets_dir: Path, log: LogFile
+) -> None:
+    released = Path(counter_provider["COUNTER_RELEASED"])
+    options = ["--dir", str(secrets_dir), "--refresh", "60", "--log-level", "debug"]
+    result = run_secretinit(["run", *options, "--", "sleep", "1.5"], counter_provider)
+    assert result.returncode == 0, result.stderr
+    # The start fetched once and a refresh (asked within 1 s) once more: the state says 2.
+    assert released.read_text() == "released after 2 fetches\n"
+    assert "release run ended (status 0)" in result.stderr
+    assert not (secrets_dir / "..secretinit" / "providers.json").exists()
+
+
+def test_a_command_that_cannot_start_releases_what_the_start_fetched(
+    counter_provider: dict[str, str], secrets_dir: Path
+) -> None:
+    options = ["--dir", str(secrets_dir), "--refresh", "60"]
+    result = run_secretinit(["run", *options, "--", "no-such-command-4f2a"], counter_provider)
+    assert result.returncode == 127, result.stderr
+    assert Path(counter_provider["COUNTER_RELEASED"]).read_text() == "released after 1 fetches\n"
+
+
+def test_a_sidecar_leaves_what_providers_hold_to_their_ttl(
+    counter_provider: dict[str, str], secrets_dir: Path, log: LogFile
+) -> None:
+    """The application of another container may still hold the credentials while it drains."""
+    options = ["--dir", str(secrets_dir), "--refresh", "60", "--log-format", "json"]
+    sidecar = Running(["fetch", *options], counter_provider, stderr=log.stream)
+    try:
+        log.wait_for('"event": "summary"')
+        sidecar.send(signal.SIGTERM)
+        status, _, _ = sidecar.wait()
+    finally:
+        sidecar.kill()
+    assert status == 0
+    assert not Path(counter_provider["COUNTER_RELEASED"]).exists()
+    assert (secrets_dir / "..secretinit" / "providers.json").exists()

@@ -4,8 +4,9 @@ Registered in the ``secretinit.providers`` entry-point group under ``vault``.
 See README.md for configuration, login methods and the reference syntax.
 """
 
-from secretinit_vault._provider import VaultLease, VaultProvider
+from secretinit_vault._leases import HeldLease
+from secretinit_vault._provider import VaultProvider
 
 __version__ = "0.1.0"
 
-__all__ = ["VaultLease", "VaultProvider", "__version__"]
+__all__ = ["HeldLease", "VaultProvider", "__version__"]

@@ -29,6 +29,7 @@ class Login:
         self.settings = settings
         self.secrets: list[str] = []
         self.logged_in = False
+        self.auth: dict[str, Any] = {}  # the last login's auth object (never logged)
         self._secret_id: str | None = None  # a wrapping token unwraps only once: keep the result
 
     @property
@@ -84,6 +85,7 @@ class Login:
         self.secrets.append(token)
         self.logged_in = True
         auth = response["auth"]
+        self.auth = auth  # its TTL and renewability, for a refresh series to keep it
         policies = ", ".join(str(p) for p in auth.get("policies") or []) or "none"
         _debug(
             f"vault: logged in with {method} at auth/{mount}: a token of "

@@ -7,7 +7,6 @@ import binascii
 import logging
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -28,6 +27,7 @@ from secretinit import (
 )
 from secretinit_vault._auth import Login
 from secretinit_vault._client import TokenRejected, make_client, scrubbed, vault_error
+from secretinit_vault._leases import HeldLease, LeaseBook, Read
 from secretinit_vault._mounts import Mount, MountTable, field
 from secretinit_vault._settings import CONFIG_OPTIONS, TOKEN_VARIABLES, read_settings
 
@@ -36,25 +36,14 @@ REVOKE_TIMEOUT = 5.0
 ENCODINGS = ("base64",)
 K = TypeVar("K", bound=Hashable)
 
-# A read: the location and the KV v2 version (None: the latest).
-Read = tuple[str, str | None]
-
-
-@dataclass(frozen=True)
-class VaultLease:
-    """A lease a read returned (``database/creds/app``), kept for renewal."""
-
-    path: str
-    lease_id: str
-    duration: int
-    renewable: bool
-
 
 class VaultProvider(Provider):
     """HashiCorp Vault and OpenBao: KV versions 1 and 2, and any other readable path.
 
     One read per distinct path (and version), however many keys are taken
     from it; distinct paths are read concurrently over one pooled session.
+    With ``--refresh``, leases and the login token live on from run to run
+    (secretinit_vault._leases).
     """
 
     reference_options = frozenset({"version", "encoding"})
@@ -79,7 +68,7 @@ class VaultProvider(Provider):
                 self.settings.address,
                 extra={"fields": {"event": "vault_skip_verify"}},
             )
-        self.leases: list[VaultLease] = []
+        self._book = LeaseBook(self.settings)
         self._abandoned = False
         self._login = Login(self.settings)
         self._client: Any = None
@@ -107,6 +96,11 @@ class VaultProvider(Provider):
             if ref.key is None:
                 raise BadReference("?encoding= decodes one field: add #KEY")
 
+    @property
+    def leases(self) -> list[HeldLease]:
+        """The leases read anew in this run (``database/creds/app``)."""
+        return self._book.fetched
+
     def fetch(self, refs: Sequence[SecretRef], timeout: float) -> FetchResult:
         deadline = time.monotonic() + timeout
         if self.checking and self._login.single_use:
@@ -118,9 +112,11 @@ class VaultProvider(Provider):
         reads: dict[Read, list[SecretRef]] = {}
         for ref in refs:
             reads.setdefault((ref.location, ref.option("version")), []).append(ref)
+        documents = self._held(client, list(reads), deadline) if self.refreshing else {}
+        fresh = [read for read in reads if read not in documents]
         mounts = self._mounts.find(
             client,
-            {location for location, _ in reads},
+            {location for location, _ in fresh},
             lambda work, items: self._run(work, items, deadline),
         )
 
@@ -130,17 +126,17 @@ class VaultProvider(Provider):
                 raise mount
             return self._read(client, item[0], item[1], mount)
 
-        items = list(reads)
+        items = fresh
         if self._throttled and len(items) > 1:
             # Throttled before: one read alone first, as a probe, so that a store
             # still at its limit costs this attempt one refused request, not N.
-            documents = self._run(read, items[:1], deadline)
+            documents.update(self._run(read, items[:1], deadline))
             if isinstance(probe := documents[items[0]], Throttled):
                 documents.update(dict.fromkeys(items[1:], probe))
             else:
                 documents.update(self._run(read, items[1:], deadline))
         else:
-            documents = self._run(read, items, deadline)
+            documents.update(self._run(read, items, deadline))
         results: dict[SecretRef, bytes | FetchError] = {}
         for item, item_refs in reads.items():
             document = documents[item]
@@ -149,6 +145,25 @@ class VaultProvider(Provider):
                     document if isinstance(document, FetchError) else _value(ref, document)
                 )
         return results
+
+    def _held(self, client: Any, reads: list[Read], deadline: float) -> dict[Read, Any]:
+        """What leases kept from the last run answer (their data), renewed where due.
+
+        A read missing from the result is read anew: no lease, or one at its
+        end or refused at renewal. A renewal that failed for a while is that
+        read's error (the core retries it).
+        """
+        held = {read: lease for read in reads if (lease := self._book.answer(read)) is not None}
+        due = [read for read, lease in held.items() if self._book.due(lease)]
+        renewed = self._run(lambda read: self._book.renew(client, held[read]), due, deadline)
+        answers: dict[Read, Any] = {}
+        for read, lease in held.items():
+            outcome = renewed.get(read, lease)
+            if isinstance(outcome, FetchError):
+                answers[read] = outcome
+            elif outcome is not None:
+                answers[read] = outcome.data
+        return answers
 
     def _check_single_use(self, refs: Sequence[SecretRef], deadline: float) -> FetchResult:
         """``secretinit check`` with a single-use login: check around it, never use it."""
@@ -173,10 +188,21 @@ class VaultProvider(Provider):
         revoked one by one, where its policy allows.
         """
         self._abandoned = True
-        if self._client is None or self._login.logged_in:
+        if self._client is None:
             return
+        if self.refreshing and self._book.carried:
+            # A refresh failed: the files keep what the last runs held, and so does
+            # the state; only what this run read anew goes.
+            self._revoke_each(self.leases)
+            self._book.forget_fetched()
+            return
+        if not self._login.logged_in:
+            self._revoke_each(self.leases)
+
+    def _revoke_each(self, leases: list[HeldLease]) -> None:
+        """Revoke ``leases`` one by one, where the token's policy allows it."""
         self._session.deadline = time.monotonic() + REVOKE_TIMEOUT
-        for lease in list(self.leases):
+        for lease in list(leases):
             try:
                 self._client.sys.revoke_lease(lease.lease_id)
             except Exception as err:
@@ -188,14 +214,19 @@ class VaultProvider(Provider):
                     extra={"fields": {"event": "vault_lease_revoke_failed", "path": lease.path}},
                 )
             else:
-                self.leases.remove(lease)
+                leases.remove(lease)
 
     def close(self) -> None:
         """Revoke the token secretinit logged in for, unless a lease in use depends on it."""
         if self._client is None:
             return
         try:
-            if self._login.logged_in and self.leases and not self._abandoned:
+            if self.refreshing and self._book.token and (self._book.carried or not self._abandoned):
+                LOGGER.debug(
+                    "vault: keeping the login token for the next refresh",
+                    extra={"fields": {"event": "vault_token_kept"}},
+                )
+            elif self._login.logged_in and self.leases and not self._abandoned:
                 LOGGER.info(
                     "vault: keeping the login token: %d fetched secrets hold leases that "
                     "would end with it",
@@ -231,8 +262,65 @@ class VaultProvider(Provider):
             self._client, self._session = make_client(self.settings)
         self._session.deadline = deadline
         if not self._client.token:
-            self._client.token = self._login.token(self._client)
+            self._client.token = self._token(self._client)
         return self._client
+
+    def _token(self, client: Any) -> str:
+        """The token of this run: kept from the last run of a series, or a login's."""
+        if self.refreshing and self.settings.auth != "token":
+            kept = self._book.kept_token(client)
+            if kept is not None:
+                return kept
+        token = self._login.token(client)
+        if self.refreshing and self._login.logged_in:
+            self._book.hold_token(token, self._login.auth)
+            if self._login.single_use:
+                LOGGER.info(
+                    "vault: the wrapped secret id logs in once: the refreshes keep its login "
+                    "token (a TTL of %d s now) and renew it for as long as Vault allows; after "
+                    "that they fail as expired (with --on-change exit, status 77)",
+                    int(self._login.auth.get("lease_duration") or 0),
+                    extra={"fields": {"event": "vault_single_use_login"}},
+                )
+        return token
+
+    # Across the runs of a refresh series (see secretinit_vault._leases).
+
+    def restore_state(self, state: Mapping[str, Any]) -> None:
+        self._book.restore(dict(state))
+
+    def save_state(self) -> Mapping[str, Any]:
+        return self._book.save()
+
+    def refresh_within(self) -> float | None:
+        return self._book.within()
+
+    def release(self) -> None:
+        """The command exited: revoke the kept login token (its leases end with it).
+
+        With a token given to secretinit, each lease is revoked where its
+        policy allows; the token itself is its owner's.
+        """
+        if not (self._book.token or self._book.held):
+            return
+        if self._client is None:
+            self._client, self._session = make_client(self.settings)
+        self._session.deadline = time.monotonic() + REVOKE_TIMEOUT
+        if self._book.token is None:
+            if self.settings.auth != "token":
+                return  # the leases ended with the token they were read with
+            self._client.token = self._login.token(self._client)
+        try:
+            self._book.release(self._client)
+        except Exception as err:
+            error = scrubbed(
+                vault_error(err, "revoking the login token", "Vault"), self._login.scrub
+            )
+            LOGGER.warning(
+                "vault: %s; the token and its leases end with their TTL",
+                error,
+                extra={"fields": {"event": "vault_revoke_failed"}},
+            )
 
     def _read(
         self, client: Any, location: str, version: str | None, mount: Mount
@@ -263,22 +351,10 @@ class VaultProvider(Provider):
             raise error from None
         if response is None:
             raise NotFound(f"{what} does not exist")
-        if isinstance(response, dict) and response.get("lease_id"):
-            lease = VaultLease(
-                location,
-                str(response["lease_id"]),
-                int(response.get("lease_duration") or 0),
-                bool(response.get("renewable")),
-            )
-            self.leases.append(lease)
-            LOGGER.debug(
-                "vault: %s holds a lease of %d s (renewable: %s)",
-                location,
-                lease.duration,
-                lease.renewable,
-                extra={"fields": {"event": "vault_lease", "path": location}},
-            )
-        return field(response, "data", what)
+        data = field(response, "data", what)
+        if response.get("lease_id"):
+            self._book.record((location, version), response)
+        return data
 
     def _run(self, work: Callable[[K], Any], items: Sequence[K], deadline: float) -> dict[K, Any]:
         """``work`` on each item, at most ``concurrency`` at once, until ``deadline``.

