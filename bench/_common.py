@@ -13,6 +13,7 @@ import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 @dataclass
@@ -53,6 +54,18 @@ def race(contenders: Sequence[Contender], runs: int, warmup: int = 1) -> None:
             elapsed = time.perf_counter() - started
             if round_number >= warmup:
                 contender.seconds.append(elapsed)
+
+
+def memory_of(pid: int) -> tuple[int, int]:
+    """(RSS, PSS) of process ``pid`` in KiB, from /proc."""
+    rss = pss = 0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            rss = int(line.split()[1])
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            pss = int(line.split()[1])
+    return rss, pss
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

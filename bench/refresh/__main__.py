@@ -45,8 +45,7 @@ from pathlib import Path
 
 from secretinit_vault.testing import DevServer, RespFake, bao_binary, mount_database
 
-from bench._common import markdown_table, ratio, seconds
-from bench.startup import memory_of
+from bench._common import markdown_table, memory_of, ratio, seconds
 from bench.vault.delay_proxy import DelayProxy
 
 BIN = Path(sys.executable).parent

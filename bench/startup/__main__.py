@@ -41,7 +41,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench._common import Contender, markdown_table, race, ratio, seconds, time_command
+from bench._common import (
+    Contender,
+    markdown_table,
+    memory_of,
+    race,
+    ratio,
+    seconds,
+    time_command,
+)
 from bench.startup import _baseline, _providers
 
 ROOT = _baseline.ROOT
@@ -279,18 +287,6 @@ def callgrind(bins: dict[str, Path], work: Path) -> str | None:
     return markdown_table(
         ["instructions (callgrind)", "count", "vs python -I", "vs python -I -S"], rows
     )
-
-
-def memory_of(pid: int) -> tuple[int, int]:
-    """(RSS, PSS) of ``pid`` in KiB."""
-    rss = pss = 0
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            rss = int(line.split()[1])
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-        if line.startswith("Pss:"):
-            pss = int(line.split()[1])
-    return rss, pss
 
 
 def resident(argv: list[str], env: dict[str, str], samples: int) -> tuple[float, float]:
