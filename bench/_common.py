@@ -8,6 +8,7 @@ prints a Markdown table that goes into the README as it is.
 from __future__ import annotations
 
 import os
+import shutil
 import statistics
 import subprocess
 import time
@@ -54,6 +55,19 @@ def race(contenders: Sequence[Contender], runs: int, warmup: int = 1) -> None:
             elapsed = time.perf_counter() - started
             if round_number >= warmup:
                 contender.seconds.append(elapsed)
+
+
+def emptier(directory: Path) -> Callable[[], None]:
+    """A ``before`` that empties ``directory`` of a secretinit run's files, keeping it."""
+
+    def empty() -> None:
+        for entry in directory.iterdir():
+            if entry.is_dir() and not entry.is_symlink():  # a generation directory
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+
+    return empty
 
 
 def memory_of(pid: int) -> tuple[int, int]:

@@ -25,12 +25,20 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench._common import Contender, markdown_table, race, ratio, seconds, time_command
+from bench._common import (
+    Contender,
+    emptier,
+    markdown_table,
+    race,
+    ratio,
+    seconds,
+    time_command,
+)
 
 SIZES = (1, 10, 100)
 RESULTS = Path(__file__).with_name("RESULTS.md")
@@ -128,12 +136,12 @@ def process_table(fake: dict[str, str], work: Path, runs: int, warmup: int) -> s
             out = Path(tempfile.mkdtemp(dir=work / "shm"))
             argv = [secretinit, "fetch", "--config", str(config), "--dir", str(out)]
             contenders.append(
-                Contender(label, time_command(argv, {**env, **refs}), before=_emptier(out))
+                Contender(label, time_command(argv, {**env, **refs}), before=emptier(out))
             )
         out = Path(tempfile.mkdtemp(dir=work / "shm"))
         plain = [sys.executable, "-c", PLAIN_LOOP, fake["vault_url"], str(out), str(count)]
         contenders.insert(
-            0, Contender("plain get_secret loop", time_command(plain, env), before=_emptier(out))
+            0, Contender("plain get_secret loop", time_command(plain, env), before=emptier(out))
         )
         race(contenders, runs, warmup)
         rows.append(_row(count, contenders))
@@ -181,17 +189,6 @@ def reads_table(fake: dict[str, str], work: Path, runs: int, warmup: int) -> str
         os.environ.clear()
         os.environ.update(saved)
     return markdown_table(_headers(contenders), rows)
-
-
-def _emptier(directory: Path) -> Callable[[], None]:
-    def empty() -> None:
-        for entry in directory.iterdir():
-            if entry.is_dir() and not entry.is_symlink():  # secretinit's generation directory
-                shutil.rmtree(entry)
-            else:
-                entry.unlink()
-
-    return empty
 
 
 def _headers(contenders: list[Contender]) -> list[str]:

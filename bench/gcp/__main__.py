@@ -36,7 +36,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench._common import Contender, markdown_table, race, ratio, seconds, time_command
+from bench._common import (
+    Contender,
+    emptier,
+    markdown_table,
+    race,
+    ratio,
+    seconds,
+    time_command,
+)
 
 SIZES = (1, 10, 100)
 RESULTS = Path(__file__).with_name("RESULTS.md")
@@ -194,7 +202,7 @@ def process_table(
             argv = [sys.executable, "-c", PLAIN_LOOP, transport, fake.addresses[transport]]
             tally = Tally()
             once = counted(fake, time_command([*argv, str(out), str(count)], env), tally)
-            contenders.append(Contender(f"plain loop, {transport}", once, before=_emptier(out)))
+            contenders.append(Contender(f"plain loop, {transport}", once, before=emptier(out)))
             tallies.append(tally)
         for transport in TRANSPORT_ORDER:
             config = work / f"config-{transport}.toml"
@@ -207,7 +215,7 @@ def process_table(
             tally = Tally()
             once = counted(fake, time_command(argv, {**env, **refs}), tally)
             contenders.append(
-                Contender(f"secretinit fetch, {transport}", once, before=_emptier(out))
+                Contender(f"secretinit fetch, {transport}", once, before=emptier(out))
             )
             tallies.append(tally)
         race(contenders, runs, warmup)
@@ -264,14 +272,6 @@ def import_table(runs: int, warmup: int) -> str:
         for c in contenders
     ]
     return markdown_table(["process", "median", "over python -I", "vs REST"], rows)
-
-
-def _emptier(directory: Path) -> Callable[[], None]:
-    def empty() -> None:
-        for entry in directory.iterdir():
-            entry.unlink()
-
-    return empty
 
 
 def _span(values: list[int]) -> str:

@@ -11,14 +11,13 @@ SDK's plain script (hvac, boto3, azure-identity + azure-keyvault-secrets).
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 
-from bench._common import Contender, time_command
+from bench._common import Contender, emptier, time_command
 
 HERE = Path(__file__).resolve().parent
 PROVIDERS = ("vault", "aws-sm", "azure-kv", "gcp-sm")
@@ -127,17 +126,6 @@ STORES: dict[str, Callable[[Path], AbstractContextManager[Store]]] = {
 }
 
 
-def _emptier(directory: Path) -> Callable[[], None]:
-    def empty() -> None:
-        for entry in directory.iterdir():
-            if entry.is_dir() and not entry.is_symlink():  # a generation directory
-                shutil.rmtree(entry)
-            else:
-                entry.unlink()
-
-    return empty
-
-
 def has_provider(bin_dir: Path, scheme: str) -> bool:
     """Whether the secretinit of ``bin_dir`` has a provider for ``scheme`` installed."""
     probe = subprocess.run(
@@ -168,13 +156,13 @@ def contenders(store: Store, bins: dict[str, Path], work: Path) -> list[Contende
         out.mkdir(parents=True, mode=0o700)
         argv = [str(bin_dir / "secretinit"), "fetch", "--dir", str(out)]
         found.append(
-            Contender(f"secretinit fetch ({label})", time_command(argv, env), _emptier(out))
+            Contender(f"secretinit fetch ({label})", time_command(argv, env), emptier(out))
         )
     target = work / "out" / f"{store.scheme}-sdk"
     target.mkdir(parents=True, mode=0o700)
     sdk = [sys.executable, "-c", store.script, str(target / "value"), *store.args]
     sdk_env = {k: v for k, v in env.items() if k != "BENCH_SECRET"}
-    found.append(Contender("plain SDK script", time_command(sdk, sdk_env), _emptier(target)))
+    found.append(Contender("plain SDK script", time_command(sdk, sdk_env), emptier(target)))
     return found
 
 
