@@ -35,7 +35,10 @@ KUBERNETES = EXAMPLES / "kubernetes"
 # Native sidecars (initContainers with restartPolicy: Always) are on by default from 1.29.
 KUBERNETES_VERSIONS = ["1.29.0", kubernetes_validate.utils.latest_version()]
 # The application: exits 0 on SIGTERM, as a well-behaved server does.
-SLEEPER = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.1; done"]
+# The application: it says so once its SIGTERM trap is set (a SIGTERM before
+# that kills it, status 143, which is what a real application would do too).
+SLEEPER = ["sh", "-c", "trap 'exit 0' TERM; echo sleeper-trapping; while :; do sleep 0.1; done"]
+SLEEPER_READY = "sleeper-trapping"
 TIMEOUT = 30
 
 
@@ -172,6 +175,14 @@ class Started:
             assert time.monotonic() < deadline, f"{probe} never passed:\n{self.text()}"
             time.sleep(0.1)
 
+    def wait_for_output(self, text: str) -> None:
+        """Wait until ``text`` is in the output (the application's own start)."""
+        deadline = time.monotonic() + TIMEOUT
+        while text not in self.text():
+            assert self.process.poll() is None, self.text()
+            assert time.monotonic() < deadline, f"never said {text!r}:\n{self.text()}"
+            time.sleep(0.05)
+
     def stop(self) -> int:
         """SIGTERM, as the orchestrator stops a container; the exit status."""
         self.process.send_signal(signal.SIGTERM)
@@ -222,6 +233,7 @@ def test_kubernetes_forms_run_as_written(form: str, tmp_path: Path, started: lis
         entry = Started(host, command, env)
         started.append(entry)
         entry.wait_until(host, container["readinessProbe"]["exec"]["command"], env)
+        entry.wait_for_output(SLEEPER_READY)
         assert entry.stop() == 0, entry.text()
         outputs.append(entry.text())
     else:
@@ -313,6 +325,7 @@ def test_swarm_refresh_stack_runs_as_written(tmp_path: Path, started: list[Start
     healthcheck = service["healthcheck"]["test"]
     assert healthcheck[0] == "CMD"
     entry.wait_until(host, healthcheck[1:], env)
+    entry.wait_for_output(SLEEPER_READY)
     assert entry.stop() == 0, entry.text()
     assert (run_dir / "tls.key").read_text() == values["TLS_KEY"]
     assert (run_dir / "DATABASE_URL").read_text() == (
