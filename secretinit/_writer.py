@@ -344,14 +344,23 @@ def _write_set(
         _check_target(directory, secret_file)
     _check_not_a_directory(directory, DATA_LINK, "the secret directory's ..data link")
     names = {secret_file.name for secret_file in files}
-    previous = _read_link(directory.fd, DATA_LINK)
-    current = _current_generation(directory.fd)
-    obsolete = [name for name in _links_into_data(directory.fd) if name not in names]
+    # Read once: nothing but this write changes the directory's links meanwhile.
+    links = _links(directory.fd)
+    previous = links.get(DATA_LINK)
+    current = _open_generation(directory.fd, previous)
+    # The names linked into ..data: the files of the current set.
+    obsolete = [
+        name
+        for name, target in links.items()
+        if target == f"{DATA_LINK}/{name}" and name not in names
+    ]
     try:
         changed = [
             f.secret
             for f in files
-            if current is None or not _holds(directory.fd, current, f, owner)
+            if current is None
+            or links.get(f.name) != f"{DATA_LINK}/{f.name}"
+            or not _holds(current, f, owner)
         ]
         unchanged = (
             current is not None
@@ -375,7 +384,7 @@ def _write_set(
             ) from None
         for secret_file in files:
             target = f"{DATA_LINK}/{secret_file.name}"
-            if _read_link(directory.fd, secret_file.name) != target:
+            if links.get(secret_file.name) != target:
                 try:
                     _link(directory, secret_file.name, target, owner)
                 except OSError as err:
@@ -479,9 +488,8 @@ def _check_not_a_directory(directory: SecretDirectory, name: str, what: str) -> 
         raise WriteFailed(f"cannot use {what}: {directory.path}/{name} is a directory")
 
 
-def _current_generation(dir_fd: int) -> int | None:
-    """The generation ``..data`` names, opened; None when there is none (or not one of ours)."""
-    target = _read_link(dir_fd, DATA_LINK)
+def _open_generation(dir_fd: int, target: str | None) -> int | None:
+    """The generation ``..data`` names (``target``), opened; None when none (or not ours)."""
     if target is None or not is_generation(target):
         return None
     try:
@@ -491,10 +499,8 @@ def _current_generation(dir_fd: int) -> int | None:
         return None
 
 
-def _holds(dir_fd: int, generation_fd: int, secret_file: SecretFile, owner: FileOwner) -> bool:
-    """Whether the current generation holds ``secret_file`` exactly, behind the right link."""
-    if _read_link(dir_fd, secret_file.name) != f"{DATA_LINK}/{secret_file.name}":
-        return False
+def _holds(generation_fd: int, secret_file: SecretFile, owner: FileOwner) -> bool:
+    """Whether the current generation holds ``secret_file`` exactly."""
     try:
         fd = os.open(
             secret_file.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=generation_fd
@@ -525,13 +531,13 @@ def _read_exactly(fd: int, size: int) -> bytes:
     return b"".join(chunks)
 
 
-def _links_into_data(dir_fd: int) -> list[str]:
-    """The names that are links into ``..data``: the files of the current set."""
-    found = []
+def _links(dir_fd: int) -> dict[str, str]:
+    """Every symlink of the directory, by name, and its target."""
+    found = {}
     for name in os.listdir(dir_fd):
         target = _read_link(dir_fd, name)
-        if target is not None and target == f"{DATA_LINK}/{name}":
-            found.append(name)
+        if target is not None:
+            found[name] = target
     return found
 
 
