@@ -193,8 +193,10 @@ class VaultProvider(Provider):
         if self.refreshing and self._book.carried:
             # A refresh failed: the files keep what the last runs held, and so does
             # the state; only what this run read anew goes.
-            self._revoke_each(self.leases)
+            # Forgotten first: revoking takes each lease it ends out of the list.
+            fetched = list(self.leases)
             self._book.forget_fetched()
+            self._revoke_each(fetched)
             return
         if not self._login.logged_in:
             self._revoke_each(self.leases)

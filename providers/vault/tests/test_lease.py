@@ -128,6 +128,47 @@ def test_a_refresh_answers_from_the_kept_lease_and_a_failed_one_keeps_it(
     assert kept["token"] == state["token"]  # still the series' token
 
 
+def test_a_failed_refresh_revokes_a_lease_read_anew_and_does_not_keep_it(
+    bao: Any, approle: str, redis_fake: RespFake, home: Path
+) -> None:
+    """A lease read where none was held, in a run that then fails, is revoked and forgotten."""
+    bao.api(
+        "PUT",
+        "sys/policies/acl/revoker",
+        {"policy": 'path "sys/leases/revoke" { capabilities = ["update"] }'},
+    )
+    role = "auth/approle/role/revoker"
+    bao.api("POST", role, {"token_policies": ["reader", "revoker"], "token_ttl": "10m"})
+    role_id = str(bao.api("GET", f"{role}/role-id")["data"]["role_id"])
+    options = approle_files(
+        home, role_id, str(bao.api("POST", f"{role}/secret-id")["data"]["secret_id"])
+    )
+    ref = SecretRef("vault", "database/creds/app", "username")
+    environ = bao.environ(home)
+
+    def run(state: dict[str, Any]) -> Any:
+        provider = bao.provider(environ, options)
+        provider.refreshing = True
+        provider.restore_state(state)
+        return provider
+
+    start = run({})
+    assert isinstance(start.fetch([ref], 20.0)[ref], bytes)
+    state = json.loads(json.dumps(start.save_state()))
+    start.close()
+
+    failing = run({**state, "leases": []})  # the series' token, no lease for this read yet
+    fresh = failing.fetch([ref], 20.0)[ref]
+    assert isinstance(fresh, bytes)
+    failing.abandon()  # what the core calls when another secret failed
+    assert failing.save_state().get("leases", []) == []
+    failing.close()
+    deadline = time.monotonic() + 10
+    while fresh.decode() not in redis_fake.users(b"DELUSER"):
+        assert time.monotonic() < deadline, "abandoning did not revoke the fresh lease"
+        time.sleep(0.05)
+
+
 def test_a_single_use_login_that_expired_is_said_again_without_a_request(home: Path) -> None:
     """Once the token of a wrapped secret id is gone, every later run says so at once."""
     from secretinit_vault import VaultProvider
