@@ -332,7 +332,7 @@ def _refresh(directory: str, report: dict[str, str], started: float) -> int:
             finally:
                 secret_dir.close()
         except BaseException:
-            _abandon(start)
+            start.abandon()
             raise
         finally:
             within = _save_providers(start, directory)
@@ -350,19 +350,6 @@ def _refresh(directory: str, report: dict[str, str], started: float) -> int:
         changed=changed,
     )
     return 0
-
-
-def _abandon(start: Start) -> None:
-    """The run failed: providers release what they fetched anew (see Provider.abandon)."""
-    for provider in start.providers.values():
-        try:
-            provider.abandon()
-        except Exception as err:  # the run failed already; go on
-            log(
-                "warning",
-                f"{provider.scheme}: releasing fetched secrets failed: {type(err).__name__}",
-                event="abandon_failed",
-            )
 
 
 def _exports_changed(

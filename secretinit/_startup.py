@@ -96,17 +96,20 @@ class Start:
 
     def __exit__(self, kind: type[BaseException] | None, *_exc: object) -> None:
         if kind is not None:
-            for provider in self.providers.values():
-                try:
-                    provider.abandon()
-                except Exception as err:  # the start failed already; say so, go on
-                    log(
-                        "warning",
-                        f"{provider.scheme}: releasing fetched secrets failed: "
-                        f"{type(err).__name__}",
-                        event="abandon_failed",
-                    )
+            self.abandon()
         self.close()
+
+    def abandon(self) -> None:
+        """The run failed: providers release what they fetched anew (see Provider.abandon)."""
+        for provider in self.providers.values():
+            try:
+                provider.abandon()
+            except Exception as err:  # the run failed already; say so, go on
+                log(
+                    "warning",
+                    f"{provider.scheme}: releasing fetched secrets failed: {type(err).__name__}",
+                    event="abandon_failed",
+                )
 
     def close(self) -> None:
         """Close every provider (a Vault login token is revoked here), on success or not."""

@@ -24,7 +24,7 @@ CREDENTIAL_CODES = frozenset(
         "ExpiredToken",
     }
 )
-DENIED_CODES = CREDENTIAL_CODES | {"AccessDeniedException", "AccessDenied"}
+DENIED_CODES = frozenset({"AccessDeniedException", "AccessDenied"})
 KMS_CODES = frozenset(
     {
         "DecryptionFailure",  # Secrets Manager: KMS refused or failed to decrypt
@@ -128,12 +128,3 @@ def map_aws_error(
     if code in TRANSIENT_CODES or status >= 500:
         return Unreachable(f"{store} answered {status} ({said})")
     return FetchError(f"{store} refused the request{subject} ({said})")
-
-
-def refuses_every_call(error: BaseException) -> bool:
-    """Whether ``error`` says the credential is refused, so asking again per secret is futile."""
-    if isinstance(error, botocore.exceptions.NoCredentialsError):
-        return True
-    if isinstance(error, botocore.exceptions.ClientError):
-        return error.response.get("Error", {}).get("Code") in CREDENTIAL_CODES
-    return False

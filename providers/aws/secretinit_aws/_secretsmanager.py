@@ -8,7 +8,7 @@ from typing import Any
 import botocore.exceptions
 
 from secretinit import AccessDenied, FetchError, NotFound, SecretRef
-from secretinit_aws._errors import TRANSIENT_CODES, map_aws_error, refuses_every_call
+from secretinit_aws._errors import TRANSIENT_CODES, CredentialRefused, map_aws_error
 from secretinit_aws._provider import (
     AwsProvider,
     Job,
@@ -107,7 +107,7 @@ class SecretsManagerProvider(AwsProvider):
                 arguments["NextToken"] = page["NextToken"]
         except botocore.exceptions.ClientError as err:
             mapped = self.error(err)
-            if mapped.transient or refuses_every_call(err):
+            if mapped.transient or isinstance(mapped, CredentialRefused):
                 return dict.fromkeys(ids, mapped)
             if isinstance(mapped, AccessDenied):
                 self._batch_refused = True  # the retries of this run go one by one

@@ -8,7 +8,7 @@ from typing import Any
 import botocore.exceptions
 
 from secretinit import BadReference, FetchError, NotFound, SecretRef
-from secretinit_aws._errors import refuses_every_call
+from secretinit_aws._errors import CredentialRefused
 from secretinit_aws._provider import AwsProvider, Job, Outcome, chunks, deadline_passed
 
 #: The most names GetParameters takes in one call.
@@ -88,7 +88,7 @@ class ParameterStoreProvider(AwsProvider):
             answer = client.get_parameters(Names=list(names), WithDecryption=True)
         except botocore.exceptions.ClientError as err:
             mapped = self.error(err, _describe(reads[0]) if len(reads) == 1 else "")
-            if mapped.transient or len(reads) == 1 or refuses_every_call(err):
+            if mapped.transient or len(reads) == 1 or isinstance(mapped, CredentialRefused):
                 return dict.fromkeys(reads, mapped)
             return None
         results: dict[Read, Outcome] = {}
