@@ -8,7 +8,6 @@ server's error text that echoes one can be scrubbed.
 
 from __future__ import annotations
 
-import logging
 import re
 from typing import Any
 
@@ -16,9 +15,9 @@ import hvac.exceptions  # type: ignore[import-untyped]
 
 from secretinit import AccessDenied, FetchError
 from secretinit_vault._client import scrubbed, vault_error, vault_reason
+from secretinit_vault._log import debug
 from secretinit_vault._settings import VaultSettings
 
-LOGGER = logging.getLogger("secretinit.vault")
 METHOD_NAMES = {"approle": "AppRole", "kubernetes": "Kubernetes", "jwt": "JWT"}
 
 
@@ -32,24 +31,18 @@ class Login:
         self.auth: dict[str, Any] = {}  # the last login's auth object (never logged)
         self._secret_id: str | None = None  # a wrapping token unwraps only once: keep the result
 
-    @property
-    def single_use(self) -> bool:
-        """Whether logging in uses up its credential (a response-wrapped secret id)."""
-        settings = self.settings
-        return settings.auth == "approle" and settings.secret_id_wrapped
-
     def token(self, client: Any) -> str:
         """The token to read with; logs in first for approle, kubernetes and jwt."""
         settings = self.settings
         if settings.auth == "token":
             source = "VAULT_TOKEN" if settings.token else f"the token file {settings.token_file}"
-            _debug(f"vault: reading with the token from {source}", "vault_token")
+            debug(f"vault: reading with the token from {source}", "vault_token")
             token = settings.token or self._read(settings.token_file, "token file")
             self.secrets.append(token)
             return token
         mount = settings.auth_mount
         method = METHOD_NAMES[settings.auth]
-        _debug(f"vault: logging in with {method} at auth/{mount}", "vault_login", mount=mount)
+        debug(f"vault: logging in with {method} at auth/{mount}", "vault_login", mount=mount)
         if settings.auth == "approle":
             role_id = settings.role_id or self._read(settings.role_id_file, "AppRole role id file")
             secret_id = self._approle_secret_id(client)
@@ -87,7 +80,7 @@ class Login:
         auth = response["auth"]
         self.auth = auth  # its TTL and renewability, for a refresh series to keep it
         policies = ", ".join(str(p) for p in auth.get("policies") or []) or "none"
-        _debug(
+        debug(
             f"vault: logged in with {method} at auth/{mount}: a token of "
             f"{auth.get('lease_duration', 0)} s, policies {policies}",
             "vault_logged_in",
@@ -110,7 +103,7 @@ class Login:
         wrapping = self._read(settings.secret_id_file, "AppRole secret id file")
         self.secrets.append(wrapping)
         where = f"the wrapping token in {settings.secret_id_file}"
-        _debug(f"vault: check: looking up {where} (sys/wrapping/lookup)", "vault_wrap_lookup")
+        debug(f"vault: check: looking up {where} (sys/wrapping/lookup)", "vault_wrap_lookup")
         response = self._call(
             f"looking up {where}",
             client.adapter.post,
@@ -141,7 +134,7 @@ class Login:
         self.secrets.append(text)
         # The file holds a wrapping token: authenticate as it and unwrap. A token
         # that is already used means someone else may have unwrapped it first.
-        _debug(
+        debug(
             f"vault: unwrapping the AppRole secret id in {settings.secret_id_file}", "vault_unwrap"
         )
         client.token = text
@@ -202,8 +195,3 @@ class Login:
         if not text:
             raise FetchError(f"{what} {path} is empty")
         return text
-
-
-def _debug(message: str, event: str, **fields: Any) -> None:
-    # Names and paths only: never a token, a secret id or a JWT.
-    LOGGER.debug(message, extra={"fields": {"event": event, **fields}})

@@ -33,7 +33,6 @@ supervisor starts the next run in time whatever the period.
 
 from __future__ import annotations
 
-import logging
 import math
 import random
 import time
@@ -44,9 +43,9 @@ import hvac.exceptions  # type: ignore[import-untyped]
 
 from secretinit import Expired
 from secretinit_vault._client import vault_error
+from secretinit_vault._log import LOGGER, debug
 from secretinit_vault._settings import VaultSettings
 
-LOGGER = logging.getLogger("secretinit.vault")
 STATE_VERSION = 1
 RENEW_FRACTION = 2 / 3  # act at this fraction of the current duration...
 JITTER = 0.1  # ...less up to this share of it
@@ -168,7 +167,7 @@ class LeaseBook:
         if not state:
             return
         if state.get("version") != STATE_VERSION or state.get("vault") != self._identity():
-            _debug("vault: the kept state is for another Vault or login: not used", "vault_state")
+            debug("vault: the kept state is for another Vault or login: not used", "vault_state")
             return
         now = time.time()
         self.expired = state.get("expired")
@@ -234,11 +233,6 @@ class LeaseBook:
 
     # The login token.
 
-    @property
-    def single_use(self) -> bool:
-        """Whether the login cannot be repeated (a response-wrapped secret id unwraps once)."""
-        return self.settings.auth == "approle" and self.settings.secret_id_wrapped
-
     def kept_token(self, client: Any) -> str | None:
         """The kept login token, renewed when due; None when a new login is needed.
 
@@ -257,10 +251,10 @@ class LeaseBook:
         if now < life.act_at:
             return self.token
         if not life.renews:
-            if self.single_use:  # nothing better to come: keep it to its end
+            if self.settings.single_use:  # nothing better to come: keep it to its end
                 self.token_life.act_at = life.expires
                 return self.token
-            _debug(
+            debug(
                 "vault: the login token cannot be renewed further "
                 f"({life.expires - now:.0f} s left): logging in again",
                 "vault_token_retired",
@@ -279,9 +273,9 @@ class LeaseBook:
         self.token_life = life.renewed(
             float(auth.get("lease_duration") or 0), bool(auth.get("renewable")), now
         )
-        if self.single_use and self.token_life.capped:
+        if self.settings.single_use and self.token_life.capped:
             self.token_life.act_at = self.token_life.expires
-        _debug(
+        debug(
             f"vault: renewed the login token: {self.token_life.duration:.0f} s"
             + (" (its max TTL)" if self.token_life.capped else ""),
             "vault_token_renewed",
@@ -294,11 +288,11 @@ class LeaseBook:
         self.token = token
         duration = float(auth.get("lease_duration") or 0)
         self.token_life = Lifetime.starting(duration, bool(auth.get("renewable")), time.time())
-        if self.single_use and not self.token_life.renews:
+        if self.settings.single_use and not self.token_life.renews:
             self.token_life.act_at = self.token_life.expires
 
     def _token_gone(self, how: str) -> None:
-        if self.single_use:
+        if self.settings.single_use:
             # Said by every later run too, without trying: nothing can change it.
             self.expired = (
                 f"the Vault login token kept since the start has {how}, and the wrapped "
@@ -308,7 +302,7 @@ class LeaseBook:
             )
             self._drop_token()
             raise Expired(self.expired)
-        _debug(f"vault: the kept login token has {how}: logging in again", "vault_token_gone")
+        debug(f"vault: the kept login token has {how}: logging in again", "vault_token_gone")
         self._drop_token()
 
     def _drop_token(self) -> None:
@@ -332,7 +326,7 @@ class LeaseBook:
         ending = now >= lease.life.expires - EXPIRY_MARGIN
         if ending or (now >= lease.life.act_at and not lease.life.renews):
             why = "is at its end" if ending else "cannot be renewed further"
-            _debug(
+            debug(
                 f"vault: the lease of {lease.path} {why} "
                 f"({max(0.0, lease.life.expires - now):.1f} s left): reading it anew",
                 "vault_lease_replaced",
@@ -357,11 +351,11 @@ class LeaseBook:
             error = vault_error(err, f"renewing the lease of {lease.path}", self.settings.address)
             if error.transient:
                 raise error from None
-            _debug(f"vault: {error}: reading it anew", "vault_lease_lost", path=lease.path)
+            debug(f"vault: {error}: reading it anew", "vault_lease_lost", path=lease.path)
             return None
         duration = float(response.get("lease_duration") or 0)
         lease.life = lease.life.renewed(duration, bool(response.get("renewable")), now)
-        _debug(
+        debug(
             f"vault: renewed the lease of {lease.path}: {duration:.0f} s"
             + (" (its max TTL: replaced before it ends)" if lease.life.capped else ""),
             "vault_lease_renewed",
@@ -388,7 +382,7 @@ class LeaseBook:
             self.replaced[read] = previous
         self.held[read] = lease
         self.fetched.append(lease)
-        _debug(
+        debug(
             f"vault: {lease.path} holds a lease of {lease.duration} s "
             f"(renewable: {lease.renewable})",
             "vault_lease",
@@ -409,35 +403,18 @@ class LeaseBook:
     # The end.
 
     def release(self, client: Any) -> None:
-        """End what is held: the login token (its leases end with it), else each lease.
+        """End the login token, and with it its leases; then hold nothing.
 
-        A lease read with a token given to secretinit can be revoked only
-        where that token's policy allows ``sys/leases/revoke``; otherwise it
-        ends with its TTL.
+        Leases read with a token given to secretinit are the provider's to
+        revoke one by one (VaultProvider.release) before this.
         """
         if self.token_life is not None and time.time() >= self.token_life.expires:
             self.token = None  # it ended, and its leases with it
         if self.token is not None:
             client.token = self.token
             client.auth.token.revoke_self()
-            _debug(
+            debug(
                 f"vault: revoked the login token and its {len(self.held)} leases",
                 "vault_released",
             )
-        elif self.token_life is None:  # a token given to secretinit: lease by lease
-            for lease in list(self.held.values()):
-                try:
-                    client.sys.revoke_lease(lease.lease_id)
-                except Exception as err:
-                    reason = vault_error(err, f"revoking the lease of {lease.path}", "Vault")
-                    LOGGER.warning(
-                        "vault: %s; it ends with its TTL",
-                        reason,
-                        extra={"fields": {"event": "vault_lease_revoke_failed"}},
-                    )
         self.token, self.token_life, self.held = None, None, {}
-
-
-def _debug(message: str, event: str, **fields: Any) -> None:
-    # Paths and durations only: never a token, a lease's data or its id.
-    LOGGER.debug(message, extra={"fields": {"event": event, **fields}})

@@ -6,15 +6,13 @@ answer names the mount, so one question serves every path under it.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 from secretinit import FetchError, NotFound
-
-LOGGER = logging.getLogger("secretinit.vault")
+from secretinit_vault._log import debug
 
 # Runs a function on each item concurrently; an item that failed maps to its FetchError.
 Parallel = Callable[[Callable[[str], "Mount"], Sequence[str]], dict[str, "Mount | FetchError"]]
@@ -81,7 +79,11 @@ class MountTable:
             if "preflight capability check" in str(err):
                 # No mount here, or a token with no access to it: reading the
                 # path as a generic secret gives the precise error.
-                _debug(f"vault: no mount visible for {location}: read as a plain path", location)
+                debug(
+                    f"vault: no mount visible for {location}: read as a plain path",
+                    "vault_mount",
+                    path=location,
+                )
                 return Mount(location, None)
             raise
         data = field(response, "data", f"the mount of {location}")
@@ -92,7 +94,11 @@ class MountTable:
             raise FetchError(f"Vault named no mount for {location}")
         self._mounts[mount.path] = mount
         engine = f"KV version {mount.kv_version}" if kv else f"engine {data.get('type')}"
-        _debug(f"vault: {location} is on the mount {mount.path} ({engine})", location)
+        debug(
+            f"vault: {location} is on the mount {mount.path} ({engine})",
+            "vault_mount",
+            path=location,
+        )
         return mount
 
 
@@ -104,7 +110,3 @@ def field(response: Any, name: str, what: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise NotFound(f"{what} holds no data")
     return value
-
-
-def _debug(message: str, location: str) -> None:
-    LOGGER.debug(message, extra={"fields": {"event": "vault_mount", "path": location}})

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import logging
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -28,10 +27,10 @@ from secretinit import (
 from secretinit_vault._auth import Login
 from secretinit_vault._client import TokenRejected, make_client, scrubbed, vault_error
 from secretinit_vault._leases import HeldLease, LeaseBook, Read
+from secretinit_vault._log import LOGGER, debug
 from secretinit_vault._mounts import Mount, MountTable, field
 from secretinit_vault._settings import CONFIG_OPTIONS, TOKEN_VARIABLES, read_settings
 
-LOGGER = logging.getLogger("secretinit.vault")
 REVOKE_TIMEOUT = 5.0
 ENCODINGS = ("base64",)
 K = TypeVar("K", bound=Hashable)
@@ -103,7 +102,7 @@ class VaultProvider(Provider):
 
     def fetch(self, refs: Sequence[SecretRef], timeout: float) -> FetchResult:
         deadline = time.monotonic() + timeout
-        if self.checking and self._login.single_use:
+        if self.checking and self.settings.single_use:
             return self._check_single_use(refs, deadline)
         try:
             client = self._connect(deadline)
@@ -224,10 +223,7 @@ class VaultProvider(Provider):
             return
         try:
             if self.refreshing and self._book.token and (self._book.carried or not self._abandoned):
-                LOGGER.debug(
-                    "vault: keeping the login token for the next refresh",
-                    extra={"fields": {"event": "vault_token_kept"}},
-                )
+                debug("vault: keeping the login token for the next refresh", "vault_token_kept")
             elif self._login.logged_in and self.leases and not self._abandoned:
                 LOGGER.info(
                     "vault: keeping the login token: %d fetched secrets hold leases that "
@@ -239,14 +235,13 @@ class VaultProvider(Provider):
                 self._session.deadline = time.monotonic() + REVOKE_TIMEOUT
                 self._client.auth.token.revoke_self()
                 self.leases.clear()  # they ended with the token
-                LOGGER.debug(
-                    "vault: revoked the login token (auth/token/revoke-self)",
-                    extra={"fields": {"event": "vault_token_revoked"}},
+                debug(
+                    "vault: revoked the login token (auth/token/revoke-self)", "vault_token_revoked"
                 )
             elif self._client.token:
-                LOGGER.debug(
+                debug(
                     "vault: the token was given to secretinit: not revoked",
-                    extra={"fields": {"event": "vault_token_not_revoked"}},
+                    "vault_token_not_revoked",
                 )
         except Exception as err:  # the secrets are written: a failed revocation only warns
             reason = self._login.scrub(str(vault_error(err, "revoking the token", "Vault")))
@@ -276,7 +271,7 @@ class VaultProvider(Provider):
         token = self._login.token(client)
         if self.refreshing and self._login.logged_in:
             self._book.hold_token(token, self._login.auth)
-            if self._login.single_use:
+            if self.settings.single_use:
                 LOGGER.info(
                     "vault: the wrapped secret id logs in once: the refreshes keep its login "
                     "token (a TTL of %d s now) and renew it for as long as Vault allows; after "
@@ -312,6 +307,9 @@ class VaultProvider(Provider):
             if self.settings.auth != "token":
                 return  # the leases ended with the token they were read with
             self._client.token = self._login.token(self._client)
+        if self._book.token is None and self._book.token_life is None:
+            # A token given to secretinit: lease by lease, where its policy allows.
+            self._revoke_each(list(self._book.held.values()))
         try:
             self._book.release(self._client)
         except Exception as err:

@@ -67,6 +67,11 @@ class VaultSettings:
     jwt_file: str | None
     concurrency: int
 
+    @property
+    def single_use(self) -> bool:
+        """Whether logging in uses up its credential (a response-wrapped secret id unwraps once)."""
+        return self.auth == "approle" and self.secret_id_wrapped
+
     def __repr__(self) -> str:
         # The token is a credential: never let a repr carry it into a log.
         return f"VaultSettings(address={self.address!r}, auth={self.auth!r})"
