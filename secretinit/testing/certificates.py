@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,12 @@ class Certificates:
     ca: Path
     cert: Path
     key: Path
+
+    def server_context(self) -> ssl.SSLContext:
+        """A TLS context serving the server's certificate, for a fake's HTTPS server."""
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.cert, self.key)
+        return context
 
 
 def make_certificates(directory: Path) -> Certificates:

@@ -123,7 +123,7 @@ class FakeKeyVault:
     @property
     def port(self) -> int:
         """The vault's port on 127.0.0.1 (it also answers as ``localhost``)."""
-        return self._servers[0].server_address[1]
+        return self._servers[0].port
 
     @property
     def host(self) -> str:
@@ -138,26 +138,21 @@ class FakeKeyVault:
     @property
     def identity_endpoint(self) -> str:
         """The managed identity endpoint's URL, for ``IDENTITY_ENDPOINT``."""
-        return f"http://127.0.0.1:{self._servers[1].server_address[1]}/msi/token"
+        return f"http://127.0.0.1:{self._servers[1].port}/msi/token"
 
     def start(self) -> FakeKeyVault:
         """Listen on two free loopback ports and serve from daemon threads."""
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(self.certificates.cert, self.certificates.key)
-        vault = _Server(_VaultHandler, self, context)
+        vault = _Server(_VaultHandler, self, self.certificates.server_context())
         identity = _Server(_IdentityHandler, self, None)
         self._servers = [vault, identity]
         for server in self._servers:
-            # A short poll: stop() waits for the loop to notice.
-            threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+            server.start()
         return self
 
     def stop(self) -> None:
         """Stop serving and close the listening sockets."""
         for server in self._servers:
-            server.shutdown()
-            server.server_close()
-            server.close_connections()
+            server.stop()
 
     def __enter__(self) -> FakeKeyVault:
         return self.start()

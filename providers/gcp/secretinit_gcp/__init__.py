@@ -209,12 +209,13 @@ class SecretManagerProvider(Provider):
         if client is None:
             from google.cloud.secretmanager_v1 import SecretManagerServiceClient
 
+            endpoint = self._endpoint(location)
             client = SecretManagerServiceClient(
                 credentials=identity.credentials,
                 transport=self.transport,
-                client_options={"api_endpoint": self._endpoint(location)},
+                client_options={"api_endpoint": endpoint},
             )
-            settle_rest_session(client, self._endpoint(location), self.environ, self.concurrency)
+            settle_rest_session(client, endpoint, self.environ, self.concurrency)
             self._clients[location] = client
         return client
 

@@ -15,9 +15,8 @@ the service for the real ``google-cloud-secret-manager`` client and the real
   ``UNAVAILABLE``, ``RESOURCE_EXHAUSTED``, ... faults;
 - over plain http, a GCE metadata server (``GCE_METADATA_HOST`` and
   ``GCE_METADATA_IP``: detection ping, project id, service account, token)
-  and an OAuth token endpoint (``token_uri`` of a service account key or of
-  gcloud's user credentials; the STS exchange of an external account file)
-  that count the tokens they issue.
+  and the STS token exchange of an external account file, which count the
+  tokens they issue.
 
 A bearer token is accepted if one of these endpoints issued it, or if it is
 a JWT that a service account key registered with :meth:`trust_key` signed
@@ -146,14 +145,14 @@ class FakeSecretManager:
         #: Every token handed out, so that tests can search output for them.
         self.issued: list[str] = []
         #: (endpoint, grant) of every token request: ("metadata", "compute"),
-        #: ("oauth", "jwt-bearer" | "refresh_token"), ("sts", "token-exchange").
+        #: ("sts", "token-exchange"). A service account key signs its own JWT
+        #: and asks no endpoint.
         self.token_requests: list[tuple[str, str]] = []
         self.metadata_requests: list[str] = []
         self.accesses: list[Access] = []
         self._state = _State()
         self._tokens: set[str] = set()
         self._keys: dict[str, str] = {}  # service account email -> public key PEM
-        self._refresh_tokens: set[str] = set()
         self._subject_tokens: set[str] = set()
         self._numbers: dict[str, str] = {}
         self._http: list[_Server] = []
@@ -226,14 +225,9 @@ class FakeSecretManager:
             self._state.corrupt.add((project or self.project, location, secret))
 
     def trust_key(self, email: str, public_key_pem: str) -> None:
-        """Accept JWTs signed by this service account key (self-signed, or as a grant)."""
+        """Accept self-signed JWTs of this service account key."""
         with self.lock:
             self._keys[email] = public_key_pem
-
-    def add_refresh_token(self, token: str) -> None:
-        """Accept ``token`` in a ``refresh_token`` grant (gcloud's user credentials)."""
-        with self.lock:
-            self._refresh_tokens.add(token)
 
     def add_subject_token(self, token: str) -> None:
         """Accept ``token`` in an STS exchange (an external account's credential source)."""
@@ -246,7 +240,6 @@ class FakeSecretManager:
             self._state = _State()
             self._tokens.clear()
             self._keys.clear()
-            self._refresh_tokens.clear()
             self._subject_tokens.clear()
             self.issued.clear()
             self.token_requests.clear()
@@ -292,7 +285,7 @@ class FakeSecretManager:
 
     @property
     def token_uri(self) -> str:
-        """The OAuth token endpoint, for a key file's or user credentials' ``token_uri``."""
+        """A key file's ``token_uri`` (a field the file must have; nothing answers there)."""
         return f"http://{self.metadata_host}/token"
 
     @property
@@ -367,8 +360,7 @@ class FakeSecretManager:
 
     def start(self) -> FakeSecretManager:
         """Listen on free loopback ports and serve from daemon threads."""
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(self.certificates.cert, self.certificates.key)
+        context = self.certificates.server_context()
         self._http = [_Server(_CredentialHandler, self, None, "credentials")]
         for endpoint in ("global", *self.locations):
             self._rest[endpoint] = _Server(_ApiHandler, self, context, endpoint)
@@ -511,10 +503,10 @@ class FakeSecretManager:
         with self.lock:
             if token in self._tokens:
                 return "token"
-        return "self-signed-jwt" if self._verify_jwt(token, audience=None) else "none"
+        return "self-signed-jwt" if self._verify_jwt(token) else "none"
 
-    def _verify_jwt(self, token: str, audience: str | None) -> bool:
-        """Whether ``token`` is a JWT signed by a trusted key, for ``audience`` or with a scope."""
+    def _verify_jwt(self, token: str) -> bool:
+        """Whether ``token`` is a JWT signed by a trusted key, for the API."""
         from google.auth import jwt
 
         decode: Any = jwt.decode  # untyped in google-auth
@@ -527,15 +519,13 @@ class FakeSecretManager:
         if key is None:
             return False
         try:
-            claims = decode(token, certs=key, verify=True, audience=audience)
+            claims = decode(token, certs=key, verify=True, audience=None)
         except ValueError:
             return False
         # A self-signed JWT names the API by scope or by audience.
-        return (
-            audience is not None
-            or SCOPE in str(claims.get("scope", "")).split()
-            or bool(str(claims.get("aud", "")).startswith("https://secretmanager."))
-        )
+        return SCOPE in str(claims.get("scope", "")).split() or str(
+            claims.get("aud", "")
+        ).startswith("https://secretmanager.")
 
     def issue_token(self, endpoint: str, grant: str) -> dict[str, Any]:
         """A new access token's JSON, counted."""
@@ -545,24 +535,6 @@ class FakeSecretManager:
             self.issued.append(token)
             self.token_requests.append((endpoint, grant))
         return {"access_token": token, "expires_in": 3599, "token_type": "Bearer"}
-
-    def oauth_token(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
-        """(status, JSON) of the OAuth token endpoint for one grant."""
-        grant = form.get("grant_type", "")
-        if grant == "urn:ietf:params:oauth:grant-type:jwt-bearer":
-            if not self._verify_jwt(form.get("assertion", ""), audience=self.token_uri):
-                return 400, {
-                    "error": "invalid_grant",
-                    "error_description": "Invalid JWT Signature.",
-                }
-            return 200, self.issue_token("oauth", "jwt-bearer")
-        if grant == "refresh_token":
-            with self.lock:
-                known = form.get("refresh_token") in self._refresh_tokens
-            if not known:
-                return 400, {"error": "invalid_grant", "error_description": "Bad Request"}
-            return 200, self.issue_token("oauth", "refresh_token")
-        return 400, {"error": "unsupported_grant_type", "error_description": grant}
 
     def sts_token(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
         """(status, JSON) of the STS endpoint for one token exchange."""
@@ -693,9 +665,7 @@ class _CredentialHandler(_Handler):
         else:
             form = {k: v[-1] for k, v in parse_qs(raw).items()}
         path = urlsplit(self.path).path
-        if path == "/token":
-            status, body = fake.oauth_token(form)
-        elif path == "/v1/token":
+        if path == "/v1/token":
             status, body = fake.sts_token(form)
         else:
             status, body = 404, {"error": "not_found"}

@@ -45,7 +45,7 @@ class SecretManagerStore:
 
 @pytest.mark.usefixtures("gcp_env")
 class TestSecretManagerOverRest(ProviderContract):
-    """The default transport."""
+    """``[providers.gcp] transport = "rest"``, against the fake's REST API."""
 
     @pytest.fixture
     def store(self, fake: FakeSecretManager) -> SecretManagerStore:
@@ -54,7 +54,7 @@ class TestSecretManagerOverRest(ProviderContract):
 
 @pytest.mark.usefixtures("gcp_env")
 class TestSecretManagerOverGrpc(ProviderContract):
-    """``[providers.gcp] transport = "grpc"``, against the fake's gRPC service."""
+    """The default transport, ``grpc``, against the fake's gRPC service."""
 
     @pytest.fixture
     def store(self, fake: FakeSecretManager) -> SecretManagerStore:
