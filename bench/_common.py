@@ -8,6 +8,7 @@ prints a Markdown table that goes into the README as it is.
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -68,6 +69,12 @@ def emptier(directory: Path) -> Callable[[], None]:
                 entry.unlink()
 
     return empty
+
+
+def children_cpu() -> float:
+    """CPU seconds (user + system) of every waited-for child process so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def memory_of(pid: int) -> tuple[int, int]:

@@ -36,7 +36,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench._common import Contender, markdown_table, race, ratio, seconds, time_command
+from bench._common import (
+    Contender,
+    markdown_table,
+    memory_of,
+    race,
+    ratio,
+    seconds,
+    time_command,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = "/usr/bin/python3.11"  # Debian's, as in the Dockerfile's stages on the tier's base
@@ -186,12 +194,8 @@ def resident(executable: Path, env: dict[str, str]) -> tuple[int, int]:
             stderr=subprocess.DEVNULL,
         )
         time.sleep(1.5)  # it has exec'd into the supervisor (same PID) and started sleep
-        status = Path(f"/proc/{process.pid}/status").read_text()
-        rollup = Path(f"/proc/{process.pid}/smaps_rollup").read_text()
+        samples.append(memory_of(process.pid))
         process.wait(timeout=30)
-        rss = next(int(line.split()[1]) for line in status.splitlines() if line[:6] == "VmRSS:")
-        pss = next(int(line.split()[1]) for line in rollup.splitlines() if line[:4] == "Pss:")
-        samples.append((rss, pss))
     return (
         int(statistics.median(s[0] for s in samples)),
         int(statistics.median(s[1] for s in samples)),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import resource
 import shutil
 import subprocess
 import tempfile
@@ -12,6 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench._common import children_cpu
 from bench.fleet._stores import Store
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -66,7 +66,7 @@ def run_fleet(store: Store, contender: str, processes: int, rate: float | None) 
         logs = [open(work / f"p{i:03d}.log", "w+b") for i in range(processes)]  # noqa: SIM115
         finished = [0.0] * processes
         codes = [0] * processes
-        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        children = children_cpu()
         servers = cpu_of(store.proxy.process.pid) + cpu_of(store.upstream_pid)
         busy = machine_busy()[0]
         started = time.monotonic()
@@ -85,8 +85,7 @@ def run_fleet(store: Store, contender: str, processes: int, rate: float | None) 
         for waiter in waiters:
             waiter.join()
         wall = time.monotonic() - started
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu_fleet = (after.ru_utime + after.ru_stime) - (children.ru_utime + children.ru_stime)
+        cpu_fleet = children_cpu() - children
         cpu_servers = cpu_of(store.proxy.process.pid) + cpu_of(store.upstream_pid) - servers
         busy_machine = machine_busy()[0] - busy
         stats = store.proxy.stats()

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -38,6 +37,7 @@ from pathlib import Path
 
 from bench._common import (
     Contender,
+    children_cpu,
     emptier,
     markdown_table,
     race,
@@ -165,20 +165,15 @@ def counted(fake: FakeProcess, once: Callable[[], object], tally: Tally) -> Call
 
     def run() -> object:
         before = fake.counts()
-        cpu = _children_cpu()
+        cpu = children_cpu()
         result = once()
-        tally.cpu.append(_children_cpu() - cpu)
+        tally.cpu.append(children_cpu() - cpu)
         after = fake.counts()
         tally.tokens.append(after["tokens"] - before["tokens"])
         tally.reads.append(after["reads"] - before["reads"])
         return result
 
     return run
-
-
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 def process_table(

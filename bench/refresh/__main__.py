@@ -30,7 +30,6 @@ import argparse
 import json
 import os
 import random
-import resource
 import select
 import shutil
 import signal
@@ -45,7 +44,7 @@ from pathlib import Path
 
 from secretinit_vault.testing import DevServer, RespFake, bao_binary, mount_database
 
-from bench._common import markdown_table, memory_of, ratio, seconds
+from bench._common import children_cpu, markdown_table, memory_of, ratio, seconds
 from bench.vault.delay_proxy import DelayProxy
 
 BIN = Path(sys.executable).parent
@@ -247,7 +246,7 @@ def refresh_cost(store: Store, n: int, login: str, runs: int) -> list[object]:
     sidecar.wait(30)
     counts, cpus, walls = [], [], []
     for _ in range(runs):
-        before, cpu, wall = store.requests(), _children_cpu(), time.perf_counter()
+        before, cpu, wall = store.requests(), children_cpu(), time.perf_counter()
         read_end, write_end = os.pipe()
         run = subprocess.run(
             [SECRETINIT, "refresh-run", "--dir", str(directory), "--report-fd", str(write_end)],
@@ -261,7 +260,7 @@ def refresh_cost(store: Store, n: int, login: str, runs: int) -> list[object]:
         report = os.read(read_end, 65536).decode()
         os.close(read_end)
         walls.append(time.perf_counter() - wall)
-        cpus.append(_children_cpu() - cpu)
+        cpus.append(children_cpu() - cpu)
         counts.append(store.requests() - before)
         if run.returncode != 0 or "changed" in report:
             raise SystemExit(f"a refresh failed or changed something: {report!r} {run.stderr}")
@@ -281,11 +280,6 @@ def _cpu_of(pid: int) -> float:
     """User and system CPU seconds ``pid`` has used so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 def _wait_for(path: Path, timeout: float = 60) -> None:

@@ -21,13 +21,20 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from secretinit_vault.testing import DevServer, bao_binary
 
-from bench._common import Contender, markdown_table, race, ratio, seconds, time_command
+from bench._common import (
+    Contender,
+    emptier,
+    markdown_table,
+    race,
+    ratio,
+    seconds,
+    time_command,
+)
 from bench.vault.delay_proxy import DelayProxy
 
 SIZES = (1, 10, 100, 1000)
@@ -99,17 +106,6 @@ def agent_config(job: Job, address: str, token_file: Path, out: Path) -> str:
     return "\n".join(blocks) + "\n"
 
 
-def clear(directory: Path) -> Callable[[], None]:
-    def before() -> None:
-        for entry in os.scandir(directory):
-            if entry.is_dir(follow_symlinks=False):  # secretinit's generation directory
-                shutil.rmtree(entry.path)
-            else:
-                os.unlink(entry.path)
-
-    return before
-
-
 def check(job: Job, directory: Path, who: str) -> None:
     for name, value in job.values.items():
         path = directory / name
@@ -139,17 +135,17 @@ def contenders(
                 [str(secretinit), "fetch", "--dir", str(outs["secretinit"])],
                 {**vault, **refs, "SECRETINIT_LOG_LEVEL": "warning"},
             ),
-            clear(outs["secretinit"]),
+            emptier(outs["secretinit"]),
         ),
         Contender(
             "agent",
             time_command([bao_binary(), "agent", f"-config={config}"], base),
-            clear(outs["agent"]),
+            emptier(outs["agent"]),
         ),
         Contender(
             "hvac loop",
             time_command([sys.executable, str(HVAC_LOOP), str(spec)], vault),
-            clear(outs["hvac"]),
+            emptier(outs["hvac"]),
         ),
     ]
 
