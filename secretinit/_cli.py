@@ -64,6 +64,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 if TYPE_CHECKING:
     from secretinit._refresh import RefreshSeries
+    from secretinit._resolve import Resolution
+    from secretinit._writer import SecretDirectory
 
 REFERENCES_HELP = (
     "Secrets are declared by environment references and by --config. A variable "
@@ -299,12 +301,7 @@ def run(
             raise UsageError("--cleanup needs the supervisor, so it cannot be used with --exec")
         series = _refresh_series(start, refresh, on_change, options, user, exec_)
         with start:
-            if series is not None:
-                series.enlist(start)
-            resolution = resolve_all(start)
-            directory = write_all(start, resolution)
-            if series is not None:
-                directory = series.begin(start, resolution, directory)
+            resolution, directory = _resolve_and_write(start, series)
         if start.declaration.secrets:
             summarize(start, resolution, directory)
         elif exec_:
@@ -321,13 +318,8 @@ def run(
                     dir=directory.path,
                 )
             _exec_command(list(command), env, start)
-        supervisor = SupervisorOptions(list(command))
+        supervisor = _supervisor_options(list(command), start, options)
         supervisor.grace = settings_value(grace, settings.grace, DEFAULT_GRACE)
-        supervisor.log_format = options["log_format"]
-        supervisor.log_level = options["log_level"]
-        if not start.identity.is_current:
-            identity = start.identity
-            supervisor.user = (identity.uid, identity.gid, identity.groups)
         if directory is not None and (cleanup or directory.temporary):
             supervisor.cleanup_dir = directory.path
             supervisor.cleanup_files = [
@@ -359,12 +351,7 @@ def fetch(user: str | None, refresh: float | None, **options: Any) -> None:
         with start:
             if start.directory is None and any(s.file for s in start.declaration.secrets):
                 _require_known_directory()
-            if series is not None:
-                series.enlist(start)
-            resolution = resolve_all(start)
-            directory = write_all(start, resolution)
-            if series is not None:
-                directory = series.begin(start, resolution, directory)
+            resolution, directory = _resolve_and_write(start, series)
         unwritten = [
             s.name
             for s in start.declaration.secrets
@@ -380,12 +367,7 @@ def fetch(user: str | None, refresh: float | None, **options: Any) -> None:
             )
         summarize(start, resolution, directory)
         if series is not None:
-            supervisor = SupervisorOptions([])
-            supervisor.log_format = options["log_format"]
-            supervisor.log_level = options["log_level"]
-            if not start.identity.is_current:
-                identity = start.identity
-                supervisor.user = (identity.uid, identity.gid, identity.groups)
+            supervisor = _supervisor_options([], start, options)
             series.supervise(supervisor, start)
             _exec_supervisor(
                 supervisor, child_environment(os.environ, start, resolution, directory)
@@ -524,6 +506,32 @@ def _refresh_series(
     from secretinit._refresh import RefreshSeries  # only a refreshing start needs it (json, ...)
 
     return RefreshSeries(period, action, options, user)
+
+
+def _resolve_and_write(
+    start: Start, series: RefreshSeries | None
+) -> tuple[Resolution, SecretDirectory | None]:
+    """Resolve the secrets and write them; a refresh series keeps its state from the start."""
+    if series is not None:
+        series.enlist(start)
+    resolution = resolve_all(start)
+    directory = write_all(start, resolution)
+    if series is not None:
+        directory = series.begin(start, resolution, directory)
+    return resolution, directory
+
+
+def _supervisor_options(
+    command: list[str], start: Start, options: dict[str, Any]
+) -> SupervisorOptions:
+    """What the supervisor of ``command`` is told by every command: logging and --user."""
+    supervisor = SupervisorOptions(command)
+    supervisor.log_format = options["log_format"]
+    supervisor.log_level = options["log_level"]
+    if not start.identity.is_current:
+        identity = start.identity
+        supervisor.user = (identity.uid, identity.gid, identity.groups)
+    return supervisor
 
 
 def _prepare(options: dict[str, Any], user: str | None, checking: bool = False) -> Start:
