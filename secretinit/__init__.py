@@ -1,7 +1,7 @@
 """secretinit: fetch secrets into private files, then run and supervise the application.
 
 This module is what a provider author imports: the :class:`Provider` base
-class, :class:`SecretRef`, the error family, :func:`select_key` and
+class, :class:`SecretRef`, the error family, :func:`select_key`, :func:`shorten` and
 :func:`run_bounded` (the one runner for a batch's concurrent requests). It pulls in
 no third-party package, so importing it costs a provider nothing.
 """
@@ -19,6 +19,7 @@ from secretinit._errors import (
     Unreachable,
     UsageError,
     WriteFailed,
+    shorten,
 )
 from secretinit._provider import FetchResult, Provider, encode_value, select_key
 from secretinit._reference import SecretRef, parse_reference
@@ -48,4 +49,5 @@ __all__ = [
     "parse_reference",
     "run_bounded",
     "select_key",
+    "shorten",
 ]

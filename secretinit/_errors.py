@@ -180,6 +180,12 @@ class WriteFailed(SecretInitError):
     exit_status = EXIT_WRITE
 
 
+def shorten(text: str, limit: int) -> str:
+    """``text`` as one line of at most ``limit`` characters (cut with "..."), for a reason."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class Failure(NamedTuple):
     """One secret that could not be resolved: which, from where, what kind and why.
 

@@ -207,6 +207,13 @@ class Provider(abc.ABC):
             raise ConfigError(f"[providers.{self.table}] {name} must be a positive number")
         return float(value)
 
+    def option_count(self, name: str, default: int) -> int:
+        """Option ``name`` as a positive whole number (a concurrency), or ``default``."""
+        value = self.option_number(name, default)
+        if value != int(value):
+            raise ConfigError(f"[providers.{self.table}] {name} must be a whole number")
+        return int(value)
+
 
 def unknown_options(cls: type[Provider], table: str, options: Mapping[str, Any]) -> list[str]:
     """One problem per key of ``[providers.table]`` that ``cls`` does not read.

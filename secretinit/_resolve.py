@@ -15,7 +15,14 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from secretinit._errors import Failure, FetchError, NotChecked, Throttled, Unreachable
+from secretinit._errors import (
+    Failure,
+    FetchError,
+    NotChecked,
+    Throttled,
+    Unreachable,
+    shorten,
+)
 from secretinit._log import REDACTOR, log
 
 if TYPE_CHECKING:
@@ -139,10 +146,7 @@ def _render(resolution: Resolution, spec: SecretSpec) -> None:
 
 
 def _reason(error: BaseException) -> str:
-    text = " ".join(str(error).split()) or type(error).__name__
-    if len(text) > MAX_REASON_LENGTH:
-        text = text[: MAX_REASON_LENGTH - 3] + "..."
-    return REDACTOR.redact(text)
+    return REDACTOR.redact(shorten(str(error), MAX_REASON_LENGTH) or type(error).__name__)
 
 
 def _fetch_all(

@@ -89,10 +89,7 @@ class AzureKeyVaultProvider(Provider):
                 f"[providers.{self.table}] ca_bundle: {self.ca_bundle!r} is not a file"
             )
         self.verify_challenge_resource = self.option_bool("verify_challenge_resource", True)
-        concurrency = self.option_number("concurrency", DEFAULT_CONCURRENCY)
-        if concurrency != int(concurrency):
-            raise ConfigError(f"[providers.{self.table}] concurrency: must be a whole number")
-        self.concurrency = int(concurrency)
+        self.concurrency = self.option_count("concurrency", DEFAULT_CONCURRENCY)
         self._credential: SharedTokenCredential | None = None
         self._clients: dict[str, SecretClient] = {}
         self._clients_lock = threading.Lock()  # first reads of several vaults build clients at once

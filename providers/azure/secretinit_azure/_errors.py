@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import ssl
 
-from secretinit import AccessDenied, FetchError, NotFound, Throttled, Unreachable
+from secretinit import AccessDenied, FetchError, NotFound, Throttled, Unreachable, shorten
 
 MAX_DETAIL = 200
 _CHAIN_LINE = re.compile(r"^\t(\w+): (.*)$", re.MULTILINE)
@@ -115,7 +115,7 @@ def _inner_code(err: Exception) -> str | None:
 def _detail(err: Exception) -> str:
     error = getattr(err, "error", None)
     text = getattr(error, "message", None) or getattr(err, "message", None) or str(err)
-    return _shorten(str(text))
+    return shorten(str(text), MAX_DETAIL)
 
 
 def _auth_detail(err: Exception) -> str:
@@ -128,7 +128,7 @@ def _auth_detail(err: Exception) -> str:
     text = str(getattr(err, "message", None) or err)
     tried = _CHAIN_LINE.findall(text)
     if not tried:
-        return _shorten(_URL_SENTENCE.sub("", text))
+        return shorten(_URL_SENTENCE.sub("", text), MAX_DETAIL)
     failed = [(name, reason) for name, reason in tried if not _UNAVAILABLE.search(reason)]
     idle = len(tried) - len(failed)
     if not failed:
@@ -139,7 +139,9 @@ def _auth_detail(err: Exception) -> str:
     reasons = "; ".join(
         f"{name}: {_URL_SENTENCE.sub('', reason).strip()}" for name, reason in failed
     )
-    return _shorten(reasons) + (f" (the other {idle} are not configured here)" if idle else "")
+    return shorten(reasons, MAX_DETAIL) + (
+        f" (the other {idle} are not configured here)" if idle else ""
+    )
 
 
 def _transport_reason(err: Exception) -> str:
@@ -150,12 +152,7 @@ def _transport_reason(err: Exception) -> str:
         return errno.group(0)
     if "timed out" in text.lower():
         return "timed out"
-    return _shorten(text)
-
-
-def _shorten(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= MAX_DETAIL else text[: MAX_DETAIL - 3] + "..."
+    return shorten(text, MAX_DETAIL)
 
 
 def _certificate_error(err: BaseException) -> bool:

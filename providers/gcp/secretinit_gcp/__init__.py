@@ -91,10 +91,7 @@ class SecretManagerProvider(Provider):
             self.option_str("regional_endpoint", DEFAULT_REGIONAL_ENDPOINT)
             or DEFAULT_REGIONAL_ENDPOINT
         )
-        concurrency = self.option_number("concurrency", DEFAULT_CONCURRENCY)
-        if concurrency != int(concurrency):
-            raise ConfigError(f"[providers.{self.table}] concurrency must be a whole number")
-        self.concurrency = int(concurrency)
+        self.concurrency = self.option_count("concurrency", DEFAULT_CONCURRENCY)
         self._session: requests.Session | None = None
         self._identity: Identity | None = None
         self._clients: dict[str | None, SecretManagerServiceClient] = {}

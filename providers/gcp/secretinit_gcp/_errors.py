@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from secretinit import AccessDenied, FetchError, NotFound, Throttled, Unreachable
+from secretinit import AccessDenied, FetchError, NotFound, Throttled, Unreachable, shorten
 
 MAX_DETAIL = 200
 #: Statuses that a later attempt may not get: the core retries them to its deadline
@@ -35,7 +35,7 @@ def describe_error(err: Exception, name: str, endpoint: str, source: str) -> Fet
     if isinstance(err, api.GoogleAPICallError):
         status, message = _status(err)
         if status in ("RESOURCE_EXHAUSTED", "HTTP 429"):
-            said = f"{status}: {shorten(message)}" if message else status
+            said = f"{status}: {shorten(message, MAX_DETAIL)}" if message else status
             return Throttled(f"{endpoint} answered {said}", retry_delay(err))
         return _from_status(status, message, name, endpoint, source)
     if isinstance(err, auth.GoogleAuthError):
@@ -46,7 +46,7 @@ def describe_error(err: Exception, name: str, endpoint: str, source: str) -> Fet
     if isinstance(err, requests.exceptions.SSLError):
         return FetchError(
             f"TLS with {endpoint} failed (is its certificate's CA in REQUESTS_CA_BUNDLE?): "
-            f"{shorten(str(err))}"
+            f"{shorten(str(err), MAX_DETAIL)}"
         )
     if isinstance(err, requests.exceptions.RequestException):
         return Unreachable(f"could not reach {endpoint}: {_transport_reason(err)}")
@@ -93,7 +93,7 @@ def _name(err: Any) -> str:
 
 
 def _from_status(status: str, message: str, name: str, endpoint: str, source: str) -> FetchError:
-    said = f"{status}: {shorten(message)}" if message else status
+    said = f"{status}: {shorten(message, MAX_DETAIL)}" if message else status
     if status == "NOT_FOUND":
         return NotFound(f"Secret Manager has no {name} ({said})")
     if status == "FAILED_PRECONDITION" and "DISABLED" in message:
@@ -123,13 +123,8 @@ def _transport_reason(err: Exception) -> str:
     for marker in ("[Errno", "NameResolutionError", "Connection refused"):
         at = text.find(marker)
         if at != -1:
-            return shorten(text[at:].split("'")[0].split('"')[0].rstrip(")"))
-    return shorten(text)
-
-
-def shorten(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= MAX_DETAIL else text[: MAX_DETAIL - 3] + "..."
+            return shorten(text[at:].split("'")[0].split('"')[0].rstrip(")"), MAX_DETAIL)
+    return shorten(text, MAX_DETAIL)
 
 
 def token_error(err: Exception, source: str) -> FetchError:
@@ -150,4 +145,4 @@ def reason_of(err: Exception) -> str:
     text = str(args[0]) if args else str(err)
     if "For more information" in text:
         text = text.split("For more information")[0].rstrip(" .") + "."
-    return shorten(text)
+    return shorten(text, MAX_DETAIL)
