@@ -34,10 +34,10 @@ USER_SWITCH = (SETUID, SETGID, CHOWN)
 STATUS = "/proc/self/status"
 
 
-def effective_capabilities(status_path: str = STATUS) -> int | None:
+def effective_capabilities() -> int | None:
     """The effective capability set as a bit mask, or None where the kernel does not say."""
     try:
-        with open(status_path, encoding="ascii", errors="replace") as status:
+        with open(STATUS, encoding="ascii", errors="replace") as status:
             for line in status:
                 if line.startswith("CapEff:"):
                     return int(line.split()[1], 16)
@@ -46,7 +46,7 @@ def effective_capabilities(status_path: str = STATUS) -> int | None:
     return None
 
 
-def missing_capabilities(wanted: tuple[int, ...], status_path: str = STATUS) -> list[str]:
+def missing_capabilities(wanted: tuple[int, ...]) -> list[str]:
     """The names of the ``wanted`` capabilities this process does not hold (root only).
 
     A process that is not root holds none and is not expected to: the answer
@@ -54,7 +54,7 @@ def missing_capabilities(wanted: tuple[int, ...], status_path: str = STATUS) -> 
     """
     if os.geteuid() != 0:
         return []
-    held = effective_capabilities(status_path)
+    held = effective_capabilities()
     if held is None:
         return []
     return [NAMES[number] for number in wanted if not held >> number & 1]

@@ -210,13 +210,7 @@ class Failure(NamedTuple):
 
     def fields(self) -> dict[str, Any]:
         """The failure as a JSON record's fields."""
-        return {
-            "name": self.name,
-            "reference": self.reference,
-            "source": self.source,
-            "kind": self.kind,
-            "reason": self.reason,
-        }
+        return self._asdict()
 
 
 def group_by_cause(failures: Iterable[Failure]) -> dict[str, list[Failure]]:
