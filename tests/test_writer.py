@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,19 +21,6 @@ from secretinit._writer import (
 )
 
 NOBODY = 65534
-
-
-@pytest.fixture
-def memory_dir(shared_dir: Path) -> Iterator[Path]:
-    """A path on /dev/shm (a tmpfs) for the secret directory."""
-    import shutil
-    import tempfile
-
-    parent = Path(tempfile.mkdtemp(prefix="secretinit-writer-", dir="/dev/shm"))
-    try:
-        yield parent / "secrets"
-    finally:
-        shutil.rmtree(parent, ignore_errors=True)
 
 
 def me() -> FileOwner:
@@ -63,105 +49,105 @@ def generations(path: Path) -> list[str]:
     return sorted(p.name for p in path.iterdir() if p.name.startswith("..2"))
 
 
-def test_files_are_private_from_the_start(memory_dir: Path) -> None:
+def test_files_are_private_from_the_start(secrets_dir: Path) -> None:
     previous = os.umask(0o022)
     try:
         write(
-            memory_dir,
+            secrets_dir,
             SecretFile("A", "A", b"alpha", 0o400),
             SecretFile("B", "b.key", b"\x00binary\xff", 0o440),
         )
     finally:
         os.umask(previous)
-    assert mode(memory_dir) == 0o700
-    assert (memory_dir / "A").read_bytes() == b"alpha"
-    assert mode(memory_dir / "A") == 0o400
-    assert (memory_dir / "b.key").read_bytes() == b"\x00binary\xff"
-    assert mode(memory_dir / "b.key") == 0o440
-    assert visible(memory_dir) == ["A", "b.key"]
-    [generation] = generations(memory_dir)
-    assert sorted(p.name for p in memory_dir.iterdir()) == [generation, DATA_LINK, "A", "b.key"]
-    assert os.readlink(memory_dir / DATA_LINK) == generation
-    assert os.readlink(memory_dir / "A") == "..data/A"
-    assert stat.S_IMODE((memory_dir / generation).lstat().st_mode) == 0o700
-    assert filesystem_type(str(memory_dir)) == "tmpfs"
+    assert mode(secrets_dir) == 0o700
+    assert (secrets_dir / "A").read_bytes() == b"alpha"
+    assert mode(secrets_dir / "A") == 0o400
+    assert (secrets_dir / "b.key").read_bytes() == b"\x00binary\xff"
+    assert mode(secrets_dir / "b.key") == 0o440
+    assert visible(secrets_dir) == ["A", "b.key"]
+    [generation] = generations(secrets_dir)
+    assert sorted(p.name for p in secrets_dir.iterdir()) == [generation, DATA_LINK, "A", "b.key"]
+    assert os.readlink(secrets_dir / DATA_LINK) == generation
+    assert os.readlink(secrets_dir / "A") == "..data/A"
+    assert stat.S_IMODE((secrets_dir / generation).lstat().st_mode) == 0o700
+    assert filesystem_type(str(secrets_dir)) == "tmpfs"
 
 
-def test_rewriting_replaces_atomically(memory_dir: Path) -> None:
-    write(memory_dir, SecretFile("A", "A", b"one", 0o400))
-    before = (memory_dir / "A").stat().st_ino
-    write(memory_dir, SecretFile("A", "A", b"two", 0o400))
-    assert (memory_dir / "A").read_bytes() == b"two"
-    assert (memory_dir / "A").stat().st_ino != before  # a new file renamed over, never rewritten
+def test_rewriting_replaces_atomically(secrets_dir: Path) -> None:
+    write(secrets_dir, SecretFile("A", "A", b"one", 0o400))
+    before = (secrets_dir / "A").stat().st_ino
+    write(secrets_dir, SecretFile("A", "A", b"two", 0o400))
+    assert (secrets_dir / "A").read_bytes() == b"two"
+    assert (secrets_dir / "A").stat().st_ino != before  # a new file renamed over, never rewritten
 
 
-def test_symlink_at_the_target_is_replaced_not_followed(memory_dir: Path, tmp_path: Path) -> None:
+def test_symlink_at_the_target_is_replaced_not_followed(secrets_dir: Path, tmp_path: Path) -> None:
     victim = tmp_path / "victim"
     victim.write_text("untouched")
-    memory_dir.mkdir(mode=0o700)
-    (memory_dir / "A").symlink_to(victim)
-    write(memory_dir, SecretFile("A", "A", b"secret", 0o400))
+    secrets_dir.mkdir(mode=0o700)
+    (secrets_dir / "A").symlink_to(victim)
+    write(secrets_dir, SecretFile("A", "A", b"secret", 0o400))
     assert victim.read_text() == "untouched"
-    assert os.readlink(memory_dir / "A") == "..data/A"
-    assert (memory_dir / "A").read_bytes() == b"secret"
+    assert os.readlink(secrets_dir / "A") == "..data/A"
+    assert (secrets_dir / "A").read_bytes() == b"secret"
 
 
-def test_symlink_as_the_directory_is_refused(memory_dir: Path, tmp_path: Path) -> None:
+def test_symlink_as_the_directory_is_refused(secrets_dir: Path, tmp_path: Path) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    memory_dir.parent.mkdir(exist_ok=True)
-    memory_dir.symlink_to(elsewhere)
+    secrets_dir.parent.mkdir(exist_ok=True)
+    secrets_dir.symlink_to(elsewhere)
     with pytest.raises(WriteFailed, match="it is a symlink"):
-        write(memory_dir, SecretFile("A", "A", b"secret", 0o400))
+        write(secrets_dir, SecretFile("A", "A", b"secret", 0o400))
     assert list(elsewhere.iterdir()) == []
 
 
-def test_directory_in_the_way_writes_nothing(memory_dir: Path) -> None:
-    memory_dir.mkdir(mode=0o700)
-    (memory_dir / "B").mkdir()
+def test_directory_in_the_way_writes_nothing(secrets_dir: Path) -> None:
+    secrets_dir.mkdir(mode=0o700)
+    (secrets_dir / "B").mkdir()
     with pytest.raises(
         WriteFailed, match=r"secret B: cannot write .*/B: a directory is in the way"
     ):
-        write(memory_dir, SecretFile("A", "A", b"a", 0o400), SecretFile("B", "B", b"b", 0o400))
-    assert sorted(p.name for p in memory_dir.iterdir()) == ["B"]  # A was not written either
+        write(secrets_dir, SecretFile("A", "A", b"a", 0o400), SecretFile("B", "B", b"b", 0o400))
+    assert sorted(p.name for p in secrets_dir.iterdir()) == ["B"]  # A was not written either
 
 
 @pytest.mark.parametrize(
     "name", ["..", ".", "a/b", "../escape", "/etc/passwd", "", "..data", "..2025_01_01"]
 )
-def test_names_that_leave_the_directory_are_refused(memory_dir: Path, name: str) -> None:
+def test_names_that_leave_the_directory_are_refused(secrets_dir: Path, name: str) -> None:
     with pytest.raises(WriteFailed, match="is not one file name"):
-        write(memory_dir, SecretFile("X", name, b"x", 0o400))
-    assert not (memory_dir.parent / "escape").exists()
+        write(secrets_dir, SecretFile("X", name, b"x", 0o400))
+    assert not (secrets_dir.parent / "escape").exists()
 
 
-def test_a_failed_write_leaves_no_temporary_file(memory_dir: Path) -> None:
-    memory_dir.mkdir(mode=0o700)
-    (memory_dir / "C").mkdir()
+def test_a_failed_write_leaves_no_temporary_file(secrets_dir: Path) -> None:
+    secrets_dir.mkdir(mode=0o700)
+    (secrets_dir / "C").mkdir()
     with pytest.raises(WriteFailed):
-        write(memory_dir, SecretFile("A", "A", b"a", 0o400), SecretFile("C", "C", b"c", 0o400))
-    assert not [p for p in memory_dir.iterdir() if p.name.startswith(TEMPORARY_PREFIX)]
-    assert generations(memory_dir) == []
+        write(secrets_dir, SecretFile("A", "A", b"a", 0o400), SecretFile("C", "C", b"c", 0o400))
+    assert not [p for p in secrets_dir.iterdir() if p.name.startswith(TEMPORARY_PREFIX)]
+    assert generations(secrets_dir) == []
 
 
-def test_existing_directory_is_made_private(memory_dir: Path) -> None:
-    memory_dir.mkdir()
-    memory_dir.chmod(0o1777)
-    write(memory_dir, SecretFile("A", "A", b"a", 0o400))
-    assert mode(memory_dir) == 0o700
+def test_existing_directory_is_made_private(secrets_dir: Path) -> None:
+    secrets_dir.mkdir()
+    secrets_dir.chmod(0o1777)
+    write(secrets_dir, SecretFile("A", "A", b"a", 0o400))
+    assert mode(secrets_dir) == 0o700
 
 
-def test_group_owner_opens_the_directory_to_the_group(memory_dir: Path) -> None:
+def test_group_owner_opens_the_directory_to_the_group(secrets_dir: Path) -> None:
     owner = FileOwner(os.geteuid(), os.getegid(), shared_group=True)
-    write(memory_dir, SecretFile("A", "A", b"a", 0o440), owner=owner)
-    assert mode(memory_dir) == 0o750
+    write(secrets_dir, SecretFile("A", "A", b"a", 0o440), owner=owner)
+    assert mode(secrets_dir) == 0o750
 
 
 @pytest.mark.usefixtures("require_root")
-def test_files_belong_to_the_application_user(memory_dir: Path) -> None:
+def test_files_belong_to_the_application_user(secrets_dir: Path) -> None:
     owner = FileOwner(NOBODY, NOBODY)
-    write(memory_dir, SecretFile("A", "A", b"a", 0o400), owner=owner)
-    for path in (memory_dir, memory_dir / "A"):
+    write(secrets_dir, SecretFile("A", "A", b"a", 0o400), owner=owner)
+    for path in (secrets_dir, secrets_dir / "A"):
         info = path.stat()
         assert (info.st_uid, info.st_gid) == (NOBODY, NOBODY)
 
@@ -216,76 +202,76 @@ def test_mount_table_parsing() -> None:
     assert mount_type("/x", []) is None
 
 
-def test_a_path_to_be_created_is_judged_by_its_parent(memory_dir: Path) -> None:
-    assert filesystem_type(str(memory_dir / "not" / "yet")) == "tmpfs"
+def test_a_path_to_be_created_is_judged_by_its_parent(secrets_dir: Path) -> None:
+    assert filesystem_type(str(secrets_dir / "not" / "yet")) == "tmpfs"
 
 
 def secret(name: str, data: bytes, mode: int = 0o400) -> SecretFile:
     return SecretFile(name, name, data, mode)
 
 
-def test_an_unchanged_set_is_not_written_again(memory_dir: Path) -> None:
-    assert write(memory_dir, secret("A", b"one"), secret("B", b"two")) == ["A", "B"]
-    before = os.readlink(memory_dir / DATA_LINK)
-    assert write(memory_dir, secret("A", b"one"), secret("B", b"two")) == []
-    assert os.readlink(memory_dir / DATA_LINK) == before
-    assert generations(memory_dir) == [before]
+def test_an_unchanged_set_is_not_written_again(secrets_dir: Path) -> None:
+    assert write(secrets_dir, secret("A", b"one"), secret("B", b"two")) == ["A", "B"]
+    before = os.readlink(secrets_dir / DATA_LINK)
+    assert write(secrets_dir, secret("A", b"one"), secret("B", b"two")) == []
+    assert os.readlink(secrets_dir / DATA_LINK) == before
+    assert generations(secrets_dir) == [before]
 
 
-def test_a_change_swaps_the_whole_set_and_the_old_one_goes(memory_dir: Path) -> None:
-    write(memory_dir, secret("A", b"one"), secret("B", b"two"))
-    first = os.readlink(memory_dir / DATA_LINK)
-    assert write(memory_dir, secret("A", b"one"), secret("B", b"three")) == ["B"]
-    second = os.readlink(memory_dir / DATA_LINK)
+def test_a_change_swaps_the_whole_set_and_the_old_one_goes(secrets_dir: Path) -> None:
+    write(secrets_dir, secret("A", b"one"), secret("B", b"two"))
+    first = os.readlink(secrets_dir / DATA_LINK)
+    assert write(secrets_dir, secret("A", b"one"), secret("B", b"three")) == ["B"]
+    second = os.readlink(secrets_dir / DATA_LINK)
     assert second != first
-    assert generations(memory_dir) == [second]
-    assert (memory_dir / "A").read_bytes() == b"one"
-    assert (memory_dir / "B").read_bytes() == b"three"
+    assert generations(secrets_dir) == [second]
+    assert (secrets_dir / "A").read_bytes() == b"one"
+    assert (secrets_dir / "B").read_bytes() == b"three"
     # A mode is part of what a file is: changing it is a change.
-    assert write(memory_dir, secret("A", b"one", 0o440), secret("B", b"three")) == ["A"]
-    assert mode(memory_dir / "A") == 0o440
+    assert write(secrets_dir, secret("A", b"one", 0o440), secret("B", b"three")) == ["A"]
+    assert mode(secrets_dir / "A") == 0o440
 
 
-def test_a_name_no_longer_written_disappears(memory_dir: Path) -> None:
-    write(memory_dir, secret("A", b"a"), secret("B", b"b"))
-    write(memory_dir, secret("A", b"a"))
-    assert visible(memory_dir) == ["A"]
-    assert not os.path.lexists(memory_dir / "B")
-    assert os.listdir(memory_dir / DATA_LINK) == ["A"]
+def test_a_name_no_longer_written_disappears(secrets_dir: Path) -> None:
+    write(secrets_dir, secret("A", b"a"), secret("B", b"b"))
+    write(secrets_dir, secret("A", b"a"))
+    assert visible(secrets_dir) == ["A"]
+    assert not os.path.lexists(secrets_dir / "B")
+    assert os.listdir(secrets_dir / DATA_LINK) == ["A"]
 
 
-def test_what_a_killed_write_left_is_removed_by_the_next(memory_dir: Path) -> None:
-    write(memory_dir, secret("A", b"a"))
-    stale = memory_dir / "..2000_01_01_00_00_00.0123456789abcdef"
+def test_what_a_killed_write_left_is_removed_by_the_next(secrets_dir: Path) -> None:
+    write(secrets_dir, secret("A", b"a"))
+    stale = secrets_dir / "..2000_01_01_00_00_00.0123456789abcdef"
     stale.mkdir()
     (stale / "A").write_bytes(b"old")
-    (memory_dir / f"{TEMPORARY_PREFIX}0123456789abcdef.tmp").symlink_to("..data/A")
-    write(memory_dir, secret("A", b"a2"))
-    assert generations(memory_dir) == [os.readlink(memory_dir / DATA_LINK)]
-    assert not [p for p in memory_dir.iterdir() if p.name.startswith(TEMPORARY_PREFIX)]
+    (secrets_dir / f"{TEMPORARY_PREFIX}0123456789abcdef.tmp").symlink_to("..data/A")
+    write(secrets_dir, secret("A", b"a2"))
+    assert generations(secrets_dir) == [os.readlink(secrets_dir / DATA_LINK)]
+    assert not [p for p in secrets_dir.iterdir() if p.name.startswith(TEMPORARY_PREFIX)]
 
 
-def test_a_planted_data_link_is_replaced_not_followed(memory_dir: Path, tmp_path: Path) -> None:
+def test_a_planted_data_link_is_replaced_not_followed(secrets_dir: Path, tmp_path: Path) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     (elsewhere / "A").write_text("planted")
-    memory_dir.mkdir(mode=0o700)
-    (memory_dir / DATA_LINK).symlink_to(elsewhere)
-    (memory_dir / "A").symlink_to("..data/A")
-    assert write(memory_dir, secret("A", b"secret")) == ["A"]  # never taken for the current set
-    assert (memory_dir / "A").read_bytes() == b"secret"
-    assert os.readlink(memory_dir / DATA_LINK) in generations(memory_dir)
+    secrets_dir.mkdir(mode=0o700)
+    (secrets_dir / DATA_LINK).symlink_to(elsewhere)
+    (secrets_dir / "A").symlink_to("..data/A")
+    assert write(secrets_dir, secret("A", b"secret")) == ["A"]  # never taken for the current set
+    assert (secrets_dir / "A").read_bytes() == b"secret"
+    assert os.readlink(secrets_dir / DATA_LINK) in generations(secrets_dir)
     assert (elsewhere / "A").read_text() == "planted"
     assert sorted(p.name for p in elsewhere.iterdir()) == ["A"]
 
 
-def test_a_directory_at_data_stops_the_write(memory_dir: Path) -> None:
-    memory_dir.mkdir(mode=0o700)
-    (memory_dir / DATA_LINK).mkdir()
+def test_a_directory_at_data_stops_the_write(secrets_dir: Path) -> None:
+    secrets_dir.mkdir(mode=0o700)
+    (secrets_dir / DATA_LINK).mkdir()
     with pytest.raises(WriteFailed, match=r"\.\.data is a directory"):
-        write(memory_dir, secret("A", b"a"))
-    assert visible(memory_dir) == []
-    assert generations(memory_dir) == []
+        write(secrets_dir, secret("A", b"a"))
+    assert visible(secrets_dir) == []
+    assert generations(secrets_dir) == []
 
 
 def test_stop_signals_are_held_while_the_links_change() -> None:
@@ -313,27 +299,27 @@ def test_stop_signals_are_held_while_the_links_change() -> None:
         signal.signal(signal.SIGTERM, previous)
 
 
-def test_a_write_that_fails_midway_leaves_the_old_set(memory_dir: Path) -> None:
+def test_a_write_that_fails_midway_leaves_the_old_set(secrets_dir: Path) -> None:
     import resource
 
-    write(memory_dir, secret("A", b"small"), secret("B", b"b"))
-    before = os.readlink(memory_dir / DATA_LINK)
+    write(secrets_dir, secret("A", b"small"), secret("B", b"b"))
+    before = os.readlink(secrets_dir / DATA_LINK)
     pid = os.fork()
     if pid == 0:  # a file size limit makes the second file's write fail (EFBIG)
         try:
             hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
             resource.setrlimit(resource.RLIMIT_FSIZE, (4096, hard))
-            write(memory_dir, secret("A", b"new"), secret("B", b"x" * 8192))
+            write(secrets_dir, secret("A", b"new"), secret("B", b"x" * 8192))
         except WriteFailed as err:
             os._exit(3 if "secret B: cannot write" in str(err) else 4)
         finally:
             os._exit(5)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 3
-    assert os.readlink(memory_dir / DATA_LINK) == before
-    assert generations(memory_dir) == [before]
-    assert (memory_dir / "A").read_bytes() == b"small"
-    assert not [p for p in memory_dir.iterdir() if p.name.startswith(TEMPORARY_PREFIX)]
+    assert os.readlink(secrets_dir / DATA_LINK) == before
+    assert generations(secrets_dir) == [before]
+    assert (secrets_dir / "A").read_bytes() == b"small"
+    assert not [p for p in secrets_dir.iterdir() if p.name.startswith(TEMPORARY_PREFIX)]
 
 
 # A reader in another process, as the application is: through ..data (one
@@ -386,7 +372,7 @@ print(json.dumps(counts))
 
 
 def test_a_hammering_reader_never_sees_a_partial_file_a_mixed_set_or_another_mode(
-    memory_dir: Path,
+    secrets_dir: Path,
 ) -> None:
     import subprocess
     import sys
@@ -400,7 +386,7 @@ def test_a_hammering_reader_never_sees_a_partial_file_a_mixed_set_or_another_mod
             SecretFile(name, name, f"{name}{number:07d}".encode() * (size // 8), mode)
             for name, mode in (("A", 0o400), ("B", 0o440))
         ]
-        directory = open_secret_directory(str(memory_dir), owner)
+        directory = open_secret_directory(str(secrets_dir), owner)
         try:
             # As a refresh run writes: the replaced generation stays a moment.
             return write_secret_files(directory, files, owner, keep_previous=True)
@@ -408,9 +394,9 @@ def test_a_hammering_reader_never_sees_a_partial_file_a_mixed_set_or_another_mod
             directory.close()
 
     rotate(0)
-    stop = memory_dir.parent / "stop"
+    stop = secrets_dir.parent / "stop"
     reader = subprocess.Popen(
-        [sys.executable, "-c", HAMMERING_READER, str(memory_dir), str(stop), str(size)],
+        [sys.executable, "-c", HAMMERING_READER, str(secrets_dir), str(stop), str(size)],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -432,5 +418,5 @@ def test_a_hammering_reader_never_sees_a_partial_file_a_mixed_set_or_another_mod
     # with swaps 5 ms apart, rarely); removing the replaced generation at
     # once, one swap in ten or more made it miss (see the writer's docstring).
     assert counts["missing"] < rotations * 0.05, counts
-    current = os.readlink(memory_dir / DATA_LINK)
-    assert len(generations(memory_dir)) == 2 and current in generations(memory_dir)
+    current = os.readlink(secrets_dir / DATA_LINK)
+    assert len(generations(secrets_dir)) == 2 and current in generations(secrets_dir)
