@@ -41,16 +41,10 @@ def session_fake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeSecre
             "GCE_METADATA_IP": fake.metadata_host,
             "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH": str(certificates.ca),
         }
-        saved = {name: os.environ.get(name) for name in session_variables}
-        os.environ.update(session_variables)
-        try:
+        with pytest.MonkeyPatch.context() as patch:
+            for name, value in session_variables.items():
+                patch.setenv(name, value)
             yield fake
-        finally:
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
 
 
 @pytest.fixture
