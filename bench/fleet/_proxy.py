@@ -32,9 +32,10 @@ import sys
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
+
+from secretinit.testing.servers import LoopbackServer, QuietHandler
 
 # Headers that belong to one connection, not to the message (RFC 9110 7.6.1).
 HOP_BY_HOP = frozenset(
@@ -131,17 +132,15 @@ def throttled_answer(
     return 400, headers, body.encode()
 
 
+class FleetServer(LoopbackServer):
+    request_queue_size = 1024  # a fleet connects at once
+
+
 def make_handler(store: str, upstream: str, bucket: TokenBucket, stats: Stats) -> type:
     target = urlsplit(upstream)
     local = threading.local()
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True  # else keep-alive answers wait for a delayed ACK
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass  # one line per request on stderr otherwise
-
+    class Handler(QuietHandler):  # keep-alive, no delayed ACK, no line per request
         def handle_any(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
@@ -198,19 +197,19 @@ def make_handler(store: str, upstream: str, bucket: TokenBucket, stats: Stats) -
                 answer = json.dumps(stats.snapshot()).encode()
             self.reply(200, [("Content-Type", "application/json")], answer)
 
-        def do_GET(self) -> None:
+        def do_GET(self) -> None:  # noqa: N802 - http.server dispatches on this name
             self.handle_any()
 
-        def do_POST(self) -> None:
+        def do_POST(self) -> None:  # noqa: N802 - http.server dispatches on this name
             self.handle_any()
 
-        def do_PUT(self) -> None:
+        def do_PUT(self) -> None:  # noqa: N802 - http.server dispatches on this name
             self.handle_any()
 
-        def do_DELETE(self) -> None:
+        def do_DELETE(self) -> None:  # noqa: N802 - http.server dispatches on this name
             self.handle_any()
 
-        def do_LIST(self) -> None:  # Vault's own HTTP method
+        def do_LIST(self) -> None:  # noqa: N802 - Vault's own HTTP method
             self.handle_any()
 
     return Handler
@@ -220,15 +219,11 @@ def main() -> None:
     store, upstream = sys.argv[1], sys.argv[2]
     if store not in ("vault", "aws"):
         raise SystemExit(f"unknown store {store!r}: vault or aws")
-    server = ThreadingHTTPServer(
-        ("127.0.0.1", 0), make_handler(store, upstream, TokenBucket(), Stats())
-    )
-    server.daemon_threads = True
-    server.request_queue_size = 1024  # a fleet connects at once
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    print(server.server_address[1], flush=True)
+    server = FleetServer(make_handler(store, upstream, TokenBucket(), Stats()))
+    server.start()
+    print(server.port, flush=True)
     sys.stdin.read()  # until the benchmark closes it
-    server.shutdown()
+    server.stop()
 
 
 if __name__ == "__main__":
