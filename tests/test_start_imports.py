@@ -148,3 +148,24 @@ def test_the_supervisor_loads_json_only_for_json_lines() -> None:
     loaded, status = loaded_beyond_start(SUPERVISOR_PROBE, *args)
     assert status == "0"
     assert loaded == SUPERVISOR | json_modules
+
+
+def test_the_status_probe_loads_neither_the_cli_nor_the_provider_interface(tmp_path: Path) -> None:
+    """``secretinit status`` runs every few seconds for a container's life: kept small."""
+    probe = (
+        "import sys; sys.argv = ['secretinit', 'status', '--dir', sys.argv[1]]\n"
+        "from secretinit.__main__ import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "sys.stderr.write(' '.join(sorted(sys.modules)))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", probe, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.stdout.startswith("not ready"), result.stdout + result.stderr
+    modules = set(result.stderr.split())
+    assert "secretinit._health" in modules
+    assert {"click", "typing", "threading", "re", "secretinit._errors"} & modules == set()
