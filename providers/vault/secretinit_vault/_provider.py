@@ -166,11 +166,9 @@ class VaultProvider(Provider):
 
     def _check_single_use(self, refs: Sequence[SecretRef], deadline: float) -> FetchResult:
         """``secretinit check`` with a single-use login: check around it, never use it."""
-        if self._client is None:
-            self._client, self._session = make_client(self.settings)
-        self._session.deadline = deadline
+        client = self._client_until(deadline)
         try:
-            checked = self._login.check_wrapped_secret_id(self._client)
+            checked = self._login.check_wrapped_secret_id(client)
         except FetchError as err:  # a failure the start would meet too
             return dict.fromkeys(refs, err)
         why = NotChecked(
@@ -255,11 +253,17 @@ class VaultProvider(Provider):
             self._client = None
 
     def _connect(self, deadline: float) -> Any:
+        """The client, logged in (or given its token), until ``deadline``."""
+        client = self._client_until(deadline)
+        if not client.token:
+            client.token = self._token(client)
+        return client
+
+    def _client_until(self, deadline: float) -> Any:
+        """The client, made on first use, whose requests end by ``deadline``."""
         if self._client is None:
             self._client, self._session = make_client(self.settings)
         self._session.deadline = deadline
-        if not self._client.token:
-            self._client.token = self._token(self._client)
         return self._client
 
     def _token(self, client: Any) -> str:
@@ -300,9 +304,7 @@ class VaultProvider(Provider):
         """
         if not (self._book.token or self._book.held):
             return
-        if self._client is None:
-            self._client, self._session = make_client(self.settings)
-        self._session.deadline = time.monotonic() + REVOKE_TIMEOUT
+        self._client_until(time.monotonic() + REVOKE_TIMEOUT)
         if self._book.token is None:
             if self.settings.auth != "token":
                 return  # the leases ended with the token they were read with
