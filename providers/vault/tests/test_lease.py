@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from pathlib import Path
@@ -78,6 +79,16 @@ def test_a_failed_start_revokes_its_dynamic_credentials(
         time.sleep(0.05)
 
 
+def series_run(
+    bao: Any, environ: dict[str, str], options: dict[str, Any], state: dict[str, Any]
+) -> Any:
+    """A provider for one run of a refresh series, restored from the last run's ``state``."""
+    provider = bao.provider(environ, options)
+    provider.refreshing = True
+    provider.restore_state(state)
+    return provider
+
+
 def test_a_refresh_answers_from_the_kept_lease_and_a_failed_one_keeps_it(
     bao: Any, approle: str, redis_fake: RespFake, home: Path
 ) -> None:
@@ -85,12 +96,7 @@ def test_a_refresh_answers_from_the_kept_lease_and_a_failed_one_keeps_it(
     options = approle_files(home, approle, secret_id(bao))
     ref = SecretRef("vault", "database/creds/app", "username")
     environ = bao.environ(home)
-
-    def run(state: dict[str, Any]) -> Any:
-        provider = bao.provider(environ, options)
-        provider.refreshing = True
-        provider.restore_state(state)
-        return provider
+    run = functools.partial(series_run, bao, environ, options)
 
     start = run({})
     first = start.fetch([ref], 20.0)[ref]
@@ -145,12 +151,7 @@ def test_a_failed_refresh_revokes_a_lease_read_anew_and_does_not_keep_it(
     )
     ref = SecretRef("vault", "database/creds/app", "username")
     environ = bao.environ(home)
-
-    def run(state: dict[str, Any]) -> Any:
-        provider = bao.provider(environ, options)
-        provider.refreshing = True
-        provider.restore_state(state)
-        return provider
+    run = functools.partial(series_run, bao, environ, options)
 
     start = run({})
     assert isinstance(start.fetch([ref], 20.0)[ref], bytes)
